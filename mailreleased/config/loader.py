@@ -1,0 +1,195 @@
+"""Load a YAML config file into a frozen :class:`Config`, with located errors.
+
+Every error names the file, the line, the key path, the bad value and the fix,
+and is raised as :class:`ConfigError` before any network I/O happens.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import yaml
+from pydantic import BaseModel
+
+from mailreleased.config.model import Config
+from mailreleased.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/mailreleased/mailreleased.yaml")
+CONFIG_ENV = "MAILRELEASED_CONFIG"
+
+LinePath = tuple[str | int, ...]
+
+
+def default_config_path() -> Path:
+    """Return ``$MAILRELEASED_CONFIG`` if set, else the system-wide default path."""
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+
+
+def load_config(path: Path) -> Config:
+    """Read, parse and validate the config file at ``path``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file not found; create it (see config/mailreleased.yaml) or pass -c FILE or set {CONFIG_ENV}",
+            source=str(path),
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file cannot be read: {exc}", source=str(path)) from None
+    return parse_config(text, source=str(path))
+
+
+def parse_config(text: str, *, source: str = "<config>") -> Config:
+    """Parse YAML text and validate it into a :class:`Config`."""
+    data, lines = _parse_yaml(text, source)
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping with at least a 'targets' list", source=source, line=1)
+    try:
+        return Config.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise _first_error(exc, data, lines, source) from None
+
+
+def _parse_yaml(text: str, source: str) -> tuple[Any, dict[LinePath, int]]:
+    """Parse YAML safely; return the data and a map from key path to 1-based line."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(
+            f"malformed YAML: {problem}; check the indentation and quoting near this line",
+            source=source,
+            line=line,
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"malformed YAML: {exc}", source=source) from None
+    lines: dict[LinePath, int] = {}
+    if node is not None:
+        _index_lines(node, (), lines)
+    return data, lines
+
+
+def _index_lines(node: yaml.Node, path: LinePath, lines: dict[LinePath, int]) -> None:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            _index_lines(value_node, (*path, key), lines)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _index_lines(item, (*path, index), lines)
+
+
+def _first_error(
+    exc: pydantic.ValidationError, data: dict[str, Any], lines: dict[LinePath, int], source: str
+) -> ConfigError:
+    """Turn the first pydantic error into a located, human-readable ConfigError."""
+    errors = exc.errors(include_url=False)
+    # An unknown key usually explains the "missing" error next to it, so report it first.
+    errors.sort(key=lambda item: item["type"] != "extra_forbidden")
+    error = errors[0]
+    location = _data_path(error["loc"], data)
+    line = _nearest_line(location, lines)
+    key_path = format_key_path(location)
+    message = _describe(error, location, data)
+    return ConfigError(message, source=source, line=line, key_path=key_path or None)
+
+
+def _data_path(loc: tuple[str | int, ...], data: Any) -> LinePath:
+    """Drop pydantic's union tags (such as 'maildir') that are not keys in the data."""
+    path: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            path.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            path.append(part)
+        elif isinstance(node, dict) and isinstance(part, str) and not _is_union_tag(part):
+            path.append(part)
+            node = None
+        # else: a discriminator or model tag; skip it.
+    return tuple(path)
+
+
+def _is_union_tag(part: str) -> bool:
+    return part in {"maildir", "smtp", "lmtp", "command"} or "[" in part or part.startswith("function-")
+
+
+def _nearest_line(path: LinePath, lines: dict[LinePath, int]) -> int | None:
+    for length in range(len(path), -1, -1):
+        if path[:length] in lines:
+            return lines[path[:length]]
+    return None
+
+
+def format_key_path(path: LinePath) -> str:
+    """Format a key path as ``targets[0].auth.username``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _describe(error: Any, path: LinePath, data: Any) -> str:
+    kind = error["type"]
+    raw = error.get("input")
+    if kind == "extra_forbidden":
+        return _unknown_key_message(path)
+    if kind == "missing":
+        return f"required key {path[-1]!r} is missing" if path else "a required key is missing"
+    message = str(error["msg"])
+    message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind in {"int_parsing", "int_type", "bool_parsing", "bool_type", "string_type", "literal_error",
+                "enum", "greater_than_equal", "less_than_equal", "too_short", "list_type", "tuple_type",
+                "dict_type", "model_type", "union_tag_invalid", "union_tag_not_found", "model_attributes_type",
+                "float_parsing", "string_too_short", "int_from_float"}:
+        return f"invalid value {_show(raw)}: {message[0].lower()}{message[1:]}"
+    return message
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _unknown_key_message(path: LinePath) -> str:
+    key = str(path[-1]) if path else "?"
+    known = _known_keys(path[:-1])
+    suggestion = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"; did you mean {suggestion[0]!r}?" if suggestion else ""
+    listing = f" Known keys here: {', '.join(sorted(known))}." if known and not suggestion else ""
+    return f"unknown key {key!r}{hint}{listing}".rstrip()
+
+
+def _known_keys(parent: LinePath) -> list[str]:
+    """Return the field names allowed at ``parent`` by walking the model classes."""
+    model: type[BaseModel] | None = Config
+    for part in parent:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(part)
+        model = _model_of(field.annotation) if field is not None else None
+    return list(model.model_fields) if model is not None else []
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,433 @@
+"""Typed, frozen configuration objects, validated once before any network I/O.
+
+The key names are a user-facing contract: documentation, users' files and
+outside test harnesses depend on them.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from mailreleased.config.durations import parse_duration, parse_size
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+# Control bytes in anything that goes on the wire would let a config value
+# inject extra protocol commands (Exim's CVE-2025-26794 came through ETRN).
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_TARGET_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+_DOMAIN_ARG = re.compile(r"^[^\s,]+$")
+
+DEFAULT_PORTS = {"etrn": 25, "qsnd": 25, "custom": 25, "atrn": 366, "finger": 79}
+EHLO_DEFAULTS = {"etrn": True, "atrn": True, "qsnd": False, "custom": False}
+
+# RFC 5321 section 4.5.3.2 minimum client timeouts; RFC 2645 asks at least 10 minutes for ATRN.
+DEFAULT_GREETING_TIMEOUT = 300.0
+DEFAULT_REPLY_TIMEOUT = 300.0
+ATRN_REPLY_TIMEOUT = 600.0
+
+
+def reject_control_chars(value: str, what: str) -> str:
+    """Raise ValueError if ``value`` holds CR, LF or another control character."""
+    if match := _CONTROL_CHARS.search(value):
+        raise ValueError(
+            f"{what} {value!r} contains the control character {match.group()!r}; "
+            "remove CR, LF and other control characters"
+        )
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+class Method(enum.StrEnum):
+    """How a target is told to release its queue."""
+
+    ETRN = "etrn"
+    ATRN = "atrn"
+    QSND = "qsnd"
+    FINGER = "finger"
+    CONNECT = "connect"
+    CUSTOM = "custom"
+
+
+class TlsMode(enum.StrEnum):
+    """Whether and how the SMTP session is encrypted."""
+
+    OFF = "off"
+    OPPORTUNISTIC = "opportunistic"
+    STARTTLS = "starttls"
+    IMPLICIT = "implicit"
+
+
+class Schedule(_Model):
+    """When processing runs happen: a fixed interval or a cron expression."""
+
+    interval: Duration | None = None
+    cron: str | None = None
+    jitter: Duration = 0.0
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> Schedule:
+        if (self.interval is None) == (self.cron is None):
+            raise ValueError("set exactly one of 'interval' (such as '5m') or 'cron' (such as '*/5 * * * *')")
+        if self.interval is not None and self.interval < 1:
+            raise ValueError(f"interval {self.interval}s is too short; use at least '1s'")
+        if self.cron is not None:
+            _check_cron(self.cron)
+        return self
+
+
+def _check_cron(expression: str) -> None:
+    from apscheduler.triggers.cron import CronTrigger
+
+    if len(expression.split()) != 5:
+        raise ValueError(f"cron {expression!r} must have 5 fields: minute hour day month day_of_week")
+    try:
+        CronTrigger.from_crontab(expression)
+    except ValueError as exc:
+        raise ValueError(f"invalid cron {expression!r}: {exc}") from None
+
+
+class LogConfig(_Model):
+    """Log format and level."""
+
+    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Timeouts(_Model):
+    """Per-target network timeouts, in seconds. ``reply`` defaults by method."""
+
+    connect: Duration = 30.0
+    greeting: Duration = DEFAULT_GREETING_TIMEOUT
+    reply: Duration | None = None
+
+
+class RetryPolicy(_Model):
+    """Retries of transient outcomes within one processing run."""
+
+    attempts: int = Field(default=1, ge=1, le=20)
+    backoff: Duration = 30.0
+    max_backoff: Duration = 600.0
+    jitter: bool = True
+
+
+class AuthConfig(_Model):
+    """ESMTP AUTH credentials. The password is read once, at load time."""
+
+    username: str = Field(min_length=1)
+    password_file: Path | None = None
+    password_env: str | None = None
+    password: SecretStr | None = None
+    mechanisms: tuple[Literal["CRAM-MD5", "PLAIN", "LOGIN"], ...] = ("CRAM-MD5", "PLAIN", "LOGIN")
+    allow_plaintext: bool = False
+
+    _secret: SecretStr = PrivateAttr(default=SecretStr(""))
+
+    @field_validator("mechanisms", mode="before")
+    @classmethod
+    def _upper_mechanisms(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return tuple(item.upper() if isinstance(item, str) else item for item in value)
+        return value
+
+    @field_validator("username")
+    @classmethod
+    def _username_clean(cls, value: str) -> str:
+        return reject_control_chars(value, "username")
+
+    @model_validator(mode="after")
+    def _load_secret(self) -> AuthConfig:
+        sources = [s for s in (self.password_file, self.password_env, self.password) if s is not None]
+        if len(sources) != 1:
+            raise ValueError("set exactly one of 'password_file', 'password_env' or 'password'")
+        if not self.mechanisms:
+            raise ValueError("'mechanisms' is empty; list at least one of CRAM-MD5, PLAIN, LOGIN")
+        self._secret = SecretStr(self._read_secret())
+        return self
+
+    def _read_secret(self) -> str:
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ValueError(
+                    f"environment variable {self.password_env!r} named by 'password_env' is not set; "
+                    "export it or use 'password_file'"
+                )
+            return value
+        assert self.password_file is not None
+        path = _expand_credentials_dir(self.password_file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ValueError(f"password file {str(path)!r} not found; create it or fix 'password_file'") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ValueError(f"password file {str(path)!r} cannot be read ({reason})") from None
+        secret = text.rstrip("\r\n")
+        if not secret:
+            raise ValueError(f"password file {str(path)!r} is empty")
+        return secret
+
+    @property
+    def secret(self) -> SecretStr:
+        """The password, resolved from whichever source was configured."""
+        return self._secret
+
+
+def _expand_credentials_dir(path: Path) -> Path:
+    """Expand ``${CREDENTIALS_DIRECTORY}`` (systemd LoadCredential) and ``~`` in a path."""
+    text = str(path)
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credentials is not None:
+        text = text.replace("${CREDENTIALS_DIRECTORY}", credentials).replace("$CREDENTIALS_DIRECTORY", credentials)
+    return Path(text).expanduser()
+
+
+class MaildirDelivery(_Model):
+    """Write each message into a Maildir (tmp, fsync, rename into new, fsync the directory)."""
+
+    type: Literal["maildir"]
+    path: str = Field(min_length=1)
+    fsync: bool = True
+
+
+class SmtpDelivery(_Model):
+    """Relay each message to a local MTA over SMTP, keeping the envelope."""
+
+    type: Literal["smtp"]
+    host: str = "127.0.0.1"
+    port: int = Field(default=25, ge=1, le=65535)
+    helo_name: str | None = None
+    timeout: Duration = 300.0
+
+
+class LmtpDelivery(_Model):
+    """Hand each message to an LMTP server on a unix socket ``path`` or ``host``:``port``."""
+
+    type: Literal["lmtp"]
+    path: str | None = None
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    timeout: Duration = 300.0
+
+    @model_validator(mode="after")
+    def _one_address(self) -> LmtpDelivery:
+        if (self.path is None) == (self.host is None):
+            raise ValueError("set either 'path' (a unix socket) or 'host' and 'port'")
+        if self.host is not None and self.port is None:
+            raise ValueError("'port' is required with 'host'")
+        return self
+
+
+class CommandDelivery(_Model):
+    """Run a program (no shell) per message with the message on standard input."""
+
+    type: Literal["command"]
+    argv: tuple[str, ...] = Field(min_length=1)
+    timeout: Duration = 300.0
+
+    @field_validator("argv")
+    @classmethod
+    def _argv_clean(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            reject_control_chars(item, "argv item")
+        return value
+
+
+Delivery = Annotated[
+    MaildirDelivery | SmtpDelivery | LmtpDelivery | CommandDelivery,
+    Field(discriminator="type"),
+]
+
+
+class ReceiverLimits(_Model):
+    """Limits of the SMTP server that takes released mail after the ATRN reversal."""
+
+    max_message_size: Size = 50 * 1024 * 1024
+    max_recipients: int = Field(default=1000, ge=1)
+    command_timeout: Duration = 300.0
+    session_timeout: Duration = 4 * 3600.0
+    max_line_length: int = Field(default=4096, ge=512)
+    max_commands: int = Field(default=100_000, ge=10)
+    max_errors: int = Field(default=20, ge=1)
+
+
+class Target(_Model):
+    """One remote host to signal, and how."""
+
+    name: str
+    method: Method
+    host: str | None = None
+    hosts: tuple[str, ...] | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    domains: tuple[str, ...] = ()
+    command: str | None = None
+    every: int = Field(default=0, ge=0)
+    ehlo: bool | None = None
+    helo_name: str | None = None
+    tls: TlsMode = TlsMode.OPPORTUNISTIC
+    tls_verify: bool = True
+    tls_ca_file: Path | None = None
+    auth: AuthConfig | None = None
+    timeouts: Timeouts = Timeouts()
+    schedule: Schedule | None = None
+    hold: Duration = 0.0
+    delivery: Delivery | None = None
+    receiver: ReceiverLimits = ReceiverLimits()
+    max_sessions: int = Field(default=50, ge=1)
+    retry: RetryPolicy | None = None
+    alert_after: Duration | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_pattern(cls, value: str) -> str:
+        if not _TARGET_NAME.match(value):
+            raise ValueError(f"target name {value!r} may hold only letters, digits, '.', '_' and '-'")
+        return value
+
+    @field_validator("domains", mode="before")
+    @classmethod
+    def _domains_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError(f"'domains' must be a list, such as [{value}]")
+        return value
+
+    @field_validator("domains")
+    @classmethod
+    def _domains_clean(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for domain in value:
+            reject_control_chars(domain, "domain")
+            if not _DOMAIN_ARG.match(domain):
+                raise ValueError(f"domain {domain!r} must be one word with no spaces or commas")
+        return value
+
+    @field_validator("command", "helo_name", "host")
+    @classmethod
+    def _wire_text_clean(cls, value: str | None) -> str | None:
+        if value is not None:
+            reject_control_chars(value, "value")
+        return value
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts_clean(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("'hosts' is empty; list at least one host")
+            for host in value:
+                reject_control_chars(host, "host")
+        return value
+
+    @model_validator(mode="after")
+    def _method_rules(self) -> Target:
+        if (self.host is None) == (self.hosts is None):
+            raise ValueError("set exactly one of 'host' or 'hosts' (an ordered failover list)")
+        if self.method is Method.CONNECT and self.port is None:
+            raise ValueError("method 'connect' has no default port; set 'port'")
+        if self.method is Method.ATRN:
+            if self.auth is None:
+                raise ValueError("method 'atrn' requires 'auth' (RFC 2645 allows ATRN only after AUTH)")
+            if self.delivery is None:
+                raise ValueError(
+                    "method 'atrn' requires 'delivery', such as {type: maildir, path: /var/mail/Maildir}"
+                )
+        elif self.delivery is not None:
+            raise ValueError(f"'delivery' is used only by method 'atrn', not {str(self.method)!r}")
+        if self.method in (Method.ETRN, Method.QSND) and not self.domains and self.command is None:
+            raise ValueError(f"method {str(self.method)!r} needs 'domains' (or a 'command')")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        """The configured port, or the method's default."""
+        if self.port is not None:
+            return self.port
+        return DEFAULT_PORTS[str(self.method)]
+
+    @property
+    def effective_hosts(self) -> tuple[str, ...]:
+        """Hosts to try in order: ``hosts``, or the single ``host``."""
+        if self.hosts is not None:
+            return self.hosts
+        assert self.host is not None
+        return (self.host,)
+
+    @property
+    def use_ehlo(self) -> bool:
+        """Whether to send EHLO before the release command."""
+        if self.ehlo is not None:
+            return self.ehlo
+        return EHLO_DEFAULTS.get(str(self.method), False)
+
+    @property
+    def reply_timeout(self) -> float:
+        """Seconds to wait for each reply; ATRN defaults to RFC 2645's 10 minutes."""
+        if self.timeouts.reply is not None:
+            return self.timeouts.reply
+        return ATRN_REPLY_TIMEOUT if self.method is Method.ATRN else DEFAULT_REPLY_TIMEOUT
+
+
+class ControlConfig(_Model):
+    """The local control socket of a running daemon."""
+
+    socket: Path = Path("/run/mailreleased/control.sock")
+
+
+class MetricsConfig(_Model):
+    """The optional Prometheus endpoint."""
+
+    listen: str = "127.0.0.1:9466"
+
+
+class Config(_Model):
+    """A whole mailreleased configuration file."""
+
+    schedule: Schedule = Schedule(interval=300.0)
+    state_dir: Path = Path("/var/lib/mailreleased")
+    log: LogConfig = LogConfig()
+    targets: tuple[Target, ...] = Field(min_length=1)
+    control: ControlConfig = ControlConfig()
+    metrics: MetricsConfig | None = None
+    retry: RetryPolicy = RetryPolicy()
+    shutdown_grace: Duration = 30.0
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Config:
+        seen: set[str] = set()
+        for target in self.targets:
+            if target.name in seen:
+                raise ValueError(f"target name {target.name!r} is used twice; names must be unique")
+            seen.add(target.name)
+        return self
+
+    def target(self, name: str) -> Target:
+        """Return the target called ``name``; raise KeyError if there is none."""
+        for target in self.targets:
+            if target.name == name:
+                return target
+        raise KeyError(name)
+
+    def retry_for(self, target: Target) -> RetryPolicy:
+        """Return the target's own retry policy, or the global one."""
+        return target.retry if target.retry is not None else self.retry
