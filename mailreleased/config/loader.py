@@ -193,3 +193,23 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
         if found is not None:
             return found
     return None
+
+
+def config_warnings(config: Config) -> list[str]:
+    """Return warnings about a valid config that is risky or surprising."""
+    warnings = []
+    for index, target in enumerate(config.targets):
+        where = f"targets[{index}] ({target.name})"
+        if target.auth is not None and target.auth.password is not None:
+            warnings.append(
+                f"{where}.auth.password: the password is inline in the config file; "
+                "prefer 'password_file' (with systemd LoadCredential) or 'password_env'"
+            )
+        if str(target.method) == "atrn" and not target.domains:
+            warnings.append(
+                f"{where}.domains is empty, so the ODMR receiver accepts recipients in any domain; "
+                "list your domains to accept only those"
+            )
+        if not target.tls_verify:
+            warnings.append(f"{where}.tls_verify is false, so the server certificate is not checked")
+    return warnings

@@ -1,0 +1,147 @@
+"""Per-target run counters and last outcomes, persisted in ``state_dir``.
+
+The file is rewritten atomically (temporary file, fsync, rename, fsync of the
+directory), so a crash leaves either the old or the new state, never half.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from mailreleased.errors import StateError
+
+STATE_FILE = "state.json"
+STATE_VERSION = 1
+
+
+@dataclasses.dataclass
+class TargetState:
+    """What is remembered about one target between processing runs."""
+
+    runs: int = 0
+    last_outcome: str | None = None
+    last_time: float | None = None
+    last_success: float | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> TargetState:
+        """Build from a decoded JSON object, ignoring unknown or mistyped fields."""
+        if not isinstance(data, dict):
+            return cls()
+        runs = data.get("runs")
+        return cls(
+            runs=runs if isinstance(runs, int) and runs >= 0 else 0,
+            last_outcome=_str_or_none(data.get("last_outcome")),
+            last_time=_float_or_none(data.get("last_time")),
+            last_success=_float_or_none(data.get("last_success")),
+        )
+
+
+def should_signal(runs: int, every: int) -> bool:
+    """Apply the every-N rule to the 1-based run number ``runs``.
+
+    With ``every`` N above 1 a target signals on runs 1, N+1, 2N+1 and so on,
+    so that starting the daemon releases mail at once. 0 and 1 mean every run.
+    """
+    if every <= 1:
+        return True
+    return (runs - 1) % every == 0
+
+
+class StateStore:
+    """The state file of one ``state_dir``: load once, update, save atomically."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / STATE_FILE
+        self.targets: dict[str, TargetState] = {}
+
+    def load(self) -> None:
+        """Read the state file; create the directory if needed and check it is writable."""
+        directory = self.path.parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(f"state_dir {str(directory)!r} cannot be created: {exc.strerror}") from None
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise StateError(
+                f"state_dir {str(directory)!r} is not writable by this user; "
+                "fix its permissions or set 'state_dir' to a writable directory"
+            )
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            # A corrupt state file only loses counters, so start afresh rather than refuse to run.
+            self._quarantine(exc)
+            return
+        targets = raw.get("targets", {}) if isinstance(raw, dict) else {}
+        if isinstance(targets, dict):
+            self.targets = {str(name): TargetState.from_json(value) for name, value in targets.items()}
+
+    def get(self, name: str) -> TargetState:
+        """Return the state of target ``name``, creating it on first use."""
+        return self.targets.setdefault(name, TargetState())
+
+    def retain(self, names: set[str]) -> None:
+        """Forget targets that are no longer configured."""
+        self.targets = {name: state for name, state in self.targets.items() if name in names}
+
+    def save(self) -> None:
+        """Write the state file atomically and durably."""
+        payload = {
+            "version": STATE_VERSION,
+            "targets": {name: dataclasses.asdict(state) for name, state in sorted(self.targets.items())},
+        }
+        data = json.dumps(payload, indent=1, sort_keys=True).encode()
+        directory = self.path.parent
+        try:
+            fd, tmp_name = tempfile.mkstemp(prefix=".state-", suffix=".tmp", dir=directory)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp_name, self.path)
+            except BaseException:
+                _unlink_quietly(Path(tmp_name))
+                raise
+            _fsync_directory(directory)
+        except OSError as exc:
+            raise StateError(f"state file {str(self.path)!r} cannot be written: {exc.strerror or exc}") from None
+
+    def _quarantine(self, exc: Exception) -> None:
+        broken = self.path.with_suffix(".json.corrupt")
+        try:
+            os.replace(self.path, broken)
+        except OSError:
+            pass
+        self.targets = {}
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _float_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
