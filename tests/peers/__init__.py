@@ -1,0 +1,1 @@
+"""Start private mail peers (Postfix, Exim, fingerd) on loopback for interop tests."""
