@@ -67,11 +67,7 @@ class StateStore:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StateError(f"state_dir {str(directory)!r} cannot be created: {exc.strerror}") from None
-        if not os.access(directory, os.W_OK | os.X_OK):
-            raise StateError(
-                f"state_dir {str(directory)!r} is not writable by this user; "
-                "fix its permissions or set 'state_dir' to a writable directory"
-            )
+        self._probe_writable(directory)
         try:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -83,6 +79,18 @@ class StateStore:
         targets = raw.get("targets", {}) if isinstance(raw, dict) else {}
         if isinstance(targets, dict):
             self.targets = {str(name): TargetState.from_json(value) for name, value in targets.items()}
+
+    @staticmethod
+    def _probe_writable(directory: Path) -> None:
+        # os.access() says yes to root even on a read-only mount, so try a real write.
+        try:
+            with tempfile.TemporaryFile(dir=directory):
+                pass
+        except OSError as exc:
+            raise StateError(
+                f"state_dir {str(directory)!r} is not writable ({exc.strerror}); "
+                "fix its permissions or set 'state_dir' to a writable directory"
+            ) from None
 
     def get(self, name: str) -> TargetState:
         """Return the state of target ``name``, creating it on first use."""
