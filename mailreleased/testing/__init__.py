@@ -1,0 +1,11 @@
+"""A built-in loopback ETRN and ODMR (ATRN) provider for demos, tests and benchmarks.
+
+The provider holds a mail queue, answers ETRN and ATRN like a mail host that
+keeps mail for its customers, and after a successful ATRN turns the line around
+and delivers the queue as an SMTP client. Import it from
+:mod:`mailreleased.testing.provider`; run it as a separate process with
+``python -m mailreleased.testing.provider --help``.
+
+This package does not import its modules eagerly, so that running the provider
+module with ``python -m`` does not load it twice.
+"""

@@ -1,0 +1,142 @@
+"""ATRN on the loopback provider: reply codes, turnaround delivery and re-queueing."""
+
+from __future__ import annotations
+
+import asyncio
+
+from mailreleased.testing.messages import make_messages
+from mailreleased.testing.provider import Provider
+
+from .customer import Script, run_customer, send
+from .conftest import USERS, connect
+
+DOMAIN = "example.test"
+TEST_TIMEOUT = 30
+
+
+async def test_atrn_before_auth_gets_530() -> None:
+    """ATRN without AUTH is rejected with 530."""
+    async with Provider(users=USERS, queue=make_messages(DOMAIN, 1)) as provider:
+        reader, writer = await connect(provider.port)
+        await send(writer, reader, "EHLO customer.test")
+        reply = await send(writer, reader, f"ATRN {DOMAIN}")
+        writer.close()
+    assert reply.code == 530
+    assert len(provider.queue) == 1
+
+
+async def test_atrn_foreign_domain_gets_450() -> None:
+    """ATRN for a domain the user may not release is refused with 450."""
+    async with Provider(
+        domains=[DOMAIN, "other.test"],
+        users=USERS,
+        user_domains={"user": [DOMAIN]},
+        queue=make_messages("other.test", 1),
+    ) as provider:
+        result = await run_customer(provider.port, atrn_argument=f"{DOMAIN},other.test")
+    assert result.atrn_reply is not None
+    assert result.atrn_reply.code == 450
+    assert provider.atrn_requests == [("user", (DOMAIN, "other.test"))]
+
+
+async def test_atrn_empty_queue_gets_453() -> None:
+    """ATRN with nothing queued answers 453 You have no mail."""
+    async with Provider(users=USERS) as provider:
+        result = await run_customer(provider.port)
+    assert result.atrn_reply is not None
+    assert result.atrn_reply.code == 453
+    assert result.atrn_reply.text == "You have no mail"
+
+
+async def test_atrn_delivers_all_messages() -> None:
+    """After 250 the provider delivers every queued message byte for byte."""
+    messages = make_messages(DOMAIN, 5, 2000)
+    async with Provider(users=USERS, queue=messages) as provider:
+        result = await asyncio.wait_for(run_customer(provider.port), TEST_TIMEOUT)
+    assert result.atrn_reply is not None
+    assert result.atrn_reply.code == 250
+    assert [m.data for m in result.messages] == [m.data for m in messages]
+    assert [m.recipients for m in result.messages] == [list(m.recipients) for m in messages]
+    assert provider.queue == []
+    assert [m.id for m in provider.delivered] == [m.id for m in messages]
+    assert result.commands[0].startswith("EHLO ")
+    assert result.commands[-1] == "QUIT"
+
+
+async def test_atrn_without_argument_releases_all_domains() -> None:
+    """A bare ATRN releases every domain the user may use."""
+    queue = make_messages(DOMAIN, 2) + make_messages("other.test", 2, start=10)
+    async with Provider(domains=[DOMAIN, "other.test"], users=USERS, queue=queue) as provider:
+        result = await run_customer(provider.port, atrn_argument="")
+    assert result.message_count == 4
+    assert provider.queue == []
+
+
+async def test_atrn_releases_only_requested_domain() -> None:
+    """Messages for other domains stay queued."""
+    queue = make_messages(DOMAIN, 2) + make_messages("other.test", 2, start=10)
+    async with Provider(domains=[DOMAIN, "other.test"], users=USERS, queue=queue) as provider:
+        result = await run_customer(provider.port, atrn_argument=DOMAIN)
+    assert result.message_count == 2
+    assert {m.id for m in provider.queue} == {"msg-000010", "msg-000011"}
+
+
+async def test_multiline_greeting_and_helo_fallback() -> None:
+    """A multi-line customer greeting and a 5xx to EHLO still lead to delivery via HELO."""
+    script = Script(greeting=b"220-customer.test\r\n220 ready\r\n", ehlo_code=502)
+    async with Provider(users=USERS, queue=make_messages(DOMAIN, 2)) as provider:
+        result = await run_customer(provider.port, script=script)
+    assert result.commands[:2] == ["EHLO provider.test", "HELO provider.test"]
+    assert result.message_count == 2
+    assert provider.queue == []
+
+
+async def test_451_keeps_message_queued() -> None:
+    """A 451 after DATA keeps that message; the others are delivered."""
+    messages = make_messages(DOMAIN, 3)
+    script = Script(data_replies={1: "451 4.3.0 try later"})
+    async with Provider(users=USERS, queue=messages) as provider:
+        result = await run_customer(provider.port, script=script)
+    assert result.message_count == 3
+    assert [m.id for m in provider.queue] == ["msg-000001"]
+    assert [m.id for m in provider.delivered] == ["msg-000000", "msg-000002"]
+    assert provider.rejections == []
+
+
+async def test_554_keeps_message_and_records_rejection() -> None:
+    """A 5xx after DATA keeps the message queued and records the rejection."""
+    script = Script(data_replies={0: "554 5.6.0 no thanks"})
+    async with Provider(users=USERS, queue=make_messages(DOMAIN, 2)) as provider:
+        await run_customer(provider.port, script=script)
+    assert [m.id for m in provider.queue] == ["msg-000000"]
+    assert [(r.message_id, r.stage, r.reply.code) for r in provider.rejections] == [
+        ("msg-000000", "end of data", 554)
+    ]
+
+
+async def test_customer_drop_requeues_unacknowledged() -> None:
+    """When the customer drops the line before its 250, that message and later ones stay queued."""
+    script = Script(drop_after=2)
+    async with Provider(users=USERS, queue=make_messages(DOMAIN, 4), reply_timeout=TEST_TIMEOUT) as provider:
+        await run_customer(provider.port, script=script)
+        await provider.wait_idle(TEST_TIMEOUT)
+    assert [m.id for m in provider.delivered] == ["msg-000000"]
+    assert [m.id for m in provider.queue] == ["msg-000001", "msg-000002", "msg-000003"]
+
+
+async def test_max_messages_per_session() -> None:
+    """The per-session cap leaves the rest for the next ATRN."""
+    async with Provider(users=USERS, queue=make_messages(DOMAIN, 5), max_messages_per_session=2) as provider:
+        first = await run_customer(provider.port)
+        second = await run_customer(provider.port)
+    assert first.message_count == 2
+    assert second.message_count == 2
+    assert len(provider.queue) == 1
+
+
+async def test_large_message_is_byte_identical() -> None:
+    """A 1 MB message with dot lines survives stuffing and unstuffing."""
+    messages = make_messages(DOMAIN, 2, 1_000_000)
+    async with Provider(users=USERS, queue=messages) as provider:
+        result = await asyncio.wait_for(run_customer(provider.port), TEST_TIMEOUT)
+    assert [m.data for m in result.messages] == [m.data for m in messages]
