@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mailreleased.outcome import Outcome
+
 
 class MailreleasedError(Exception):
     """Root of every error that mailreleased raises on purpose."""
@@ -44,3 +46,33 @@ class StateError(MailreleasedError):
 
 class ControlError(MailreleasedError):
     """The control socket of a running daemon cannot be reached or answered badly."""
+
+
+class SessionError(MailreleasedError):
+    """An SMTP client session could not go on.
+
+    ``outcome`` is the :class:`~mailreleased.outcome.Outcome` to record,
+    ``code`` the last reply code (or None), ``reply`` the last reply text,
+    already stripped of control characters, and ``detail`` a short reason.
+    None of them ever contains a credential.
+    """
+
+    def __init__(
+        self,
+        outcome: Outcome,
+        code: int | None = None,
+        reply: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self.outcome = outcome
+        self.code = code
+        self.reply = reply
+        self.detail = detail
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        """Format the error as one line: ``outcome: detail (code reply)``."""
+        text = f"{self.outcome}: {self.detail or 'session failed'}"
+        if self.code is not None:
+            text += f" ({self.code} {self.reply})" if self.reply else f" ({self.code})"
+        return text
