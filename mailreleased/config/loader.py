@@ -68,6 +68,14 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, dict[LinePath, int]]:
             source=source,
             line=line,
         ) from None
+    except yaml.reader.ReaderError as exc:
+        # PyYAML rejects control characters before parsing; its message spans lines and has no line number.
+        character = chr(exc.character) if isinstance(exc.character, int) else exc.character
+        raise ConfigError(
+            f"invalid character {character!r} in the config file; remove control characters",
+            source=source,
+            line=text.count("\n", 0, exc.position) + 1,
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"malformed YAML: {exc}", source=source) from None
     lines: dict[LinePath, int] = {}
