@@ -162,7 +162,9 @@ def _describe(error: Any, path: LinePath, data: Any) -> str:
                 "enum", "greater_than_equal", "less_than_equal", "too_short", "list_type", "tuple_type",
                 "dict_type", "model_type", "union_tag_invalid", "union_tag_not_found", "model_attributes_type",
                 "float_parsing", "string_too_short", "int_from_float"}:
-        return f"invalid value {_show(raw)}: {message[0].lower()}{message[1:]}"
+        # A mistyped password (a YAML number, say) must not reach the error text.
+        shown = "***" if path and path[-1] == "password" else _show(raw)
+        return f"invalid value {shown}: {message[0].lower()}{message[1:]}"
     return message
 
 
