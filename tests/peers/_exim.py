@@ -13,6 +13,7 @@ in the config is the path as seen inside the chroot.
 from __future__ import annotations
 
 import fcntl
+import os
 import shutil
 import subprocess
 import time
@@ -28,7 +29,8 @@ from ._process import (
     wait_for_port,
 )
 
-PEERS_ROOT = Path("/opt/mailreleased-peers")
+# Where .ci/install-peers puts the unpacked Exim 4.96 and the sid chroot.
+PEERS_ROOT = Path(os.environ.get("MAILRELEASED_PEERS_ROOT", "/opt/mailreleased-peers"))
 EXIM_USER = "Debian-exim"
 
 

@@ -55,11 +55,12 @@ when this module was written, including the STARTTLS case.
 
 from __future__ import annotations
 
-from pathlib import Path
+import functools
 
 from ._exim import PEERS_ROOT, EximDaemon
 from ._process import LOOPBACK, PeerFailed, free_port, run
 from .messages import make_message, send_messages
+from .odmr_customer import run_odmr_session
 
 SID_ROOT = PEERS_ROOT / "sid"
 ODMR_DOMAIN = "odmr.test"
@@ -225,17 +226,42 @@ cram:
 
 def ensure_odmr_capable() -> None:
     """Raise PeerFailed unless the chroot's Exim is at least 4.99 (the first with ATRN)."""
+    version = exim_version()
+    major, minor = (int(part) for part in version.split(".")[:2])
+    if (major, minor) < (4, 99):
+        raise PeerFailed(f"{SID_ROOT} has Exim {version}; ATRN needs 4.99 or later")
+
+
+def exim_version() -> str:
+    """Return the version of the chroot's Exim, such as ``4.100.1``."""
     output = run(["chroot", str(SID_ROOT), "/usr/sbin/exim4", "-C", "/dev/null", "-bV"], check=False).stdout
     for line in output.splitlines():
         if line.startswith("Exim version "):
-            version = line.split()[2]
-            major, minor = (int(part) for part in version.split(".")[:2])
-            if (major, minor) >= (4, 99):
-                return
-            raise PeerFailed(f"{SID_ROOT} has Exim {version}; ATRN needs 4.99 or later")
+            return line.split()[2]
     raise PeerFailed(f"cannot read the Exim version in {SID_ROOT}: {output.strip()[:200]}")
 
 
-def host_path_of(provider: EximOdmrProvider, inner: str) -> Path:
-    """Return the host path of a file that ``provider`` names by its chroot path."""
-    return provider.host_path(inner)
+@functools.cache
+def starttls_session_stops_after_first_message() -> bool:
+    """Check whether the provider drops an ATRN session over STARTTLS after one message.
+
+    Exim 4.100.1 does: the second message's delivery process fails with
+    "TLS error ... An unexpected TLS packet was received" right after
+    MAIL FROM, closes the connection and leaves the rest queued. The
+    check runs a fresh provider with two messages and the stdlib ODMR
+    customer, so the answer does not depend on mailreleased.
+    """
+    provider = EximOdmrProvider()
+    try:
+        provider.start()
+        provider.inject_messages(2)
+        session = run_odmr_session(
+            provider.odmr_port,
+            username=provider.username,
+            password=provider.password,
+            domain=ODMR_DOMAIN,
+            starttls_cafile=provider.cert_file,
+        )
+        return len(session.messages) < 2
+    finally:
+        provider.stop()
