@@ -80,9 +80,26 @@ class TlsMode(enum.StrEnum):
 class Schedule(_Model):
     """When processing runs happen: a fixed interval or a cron expression."""
 
-    interval: Duration | None = None
-    cron: str | None = None
-    jitter: Duration = 0.0
+    interval: Duration | None = Field(
+        default=None,
+        description=(
+            "Time between processing runs, such as 5m. Set exactly one of interval or cron; at least 1s."
+        ),
+    )
+    cron: str | None = Field(
+        default=None,
+        description=(
+            "Five-field cron expression (minute hour day month day_of_week), evaluated in UTC. Set "
+            "exactly one of interval or cron."
+        ),
+    )
+    jitter: Duration = Field(
+        default=0.0,
+        description=(
+            "Random delay of up to this long (whole seconds) added to each run, so that many clients do "
+            "not connect at the same moment."
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_trigger(self) -> Schedule:
@@ -109,36 +126,106 @@ def _check_cron(expression: str) -> None:
 class LogConfig(_Model):
     """Log format and level."""
 
-    format: Literal["auto", "json", "console"] = "auto"
-    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = Field(
+        default="auto",
+        description=(
+            "json writes one JSON object per line, console writes readable lines, auto picks console on a "
+            "terminal and json otherwise. Logs go to standard error."
+        ),
+    )
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info",
+        description=(
+            "Lowest level logged. debug adds the wire transcript of every "
+            "SMTP session, with AUTH payloads masked."
+        ),
+    )
 
 
 class Timeouts(_Model):
     """Per-target network timeouts, in seconds. ``reply`` defaults by method."""
 
-    connect: Duration = 30.0
-    greeting: Duration = DEFAULT_GREETING_TIMEOUT
-    reply: Duration | None = None
+    connect: Duration = Field(
+        default=30.0,
+        description="Maximum time to open the TCP connection, and to complete a TLS handshake.",
+    )
+    greeting: Duration = Field(
+        default=DEFAULT_GREETING_TIMEOUT,
+        description=(
+            "Maximum wait for the complete server greeting (RFC 5321 section 4.5.3.2 suggests 5 minutes)."
+        ),
+    )
+    reply: Duration | None = Field(
+        default=None,
+        description=(
+            "Maximum wait for each reply to a command. Unset means 10m for atrn (RFC 2645 asks for at "
+            "least 10 minutes) and 5m for the other methods."
+        ),
+    )
 
 
 class RetryPolicy(_Model):
     """Retries of transient outcomes within one processing run."""
 
-    attempts: int = Field(default=1, ge=1, le=20)
-    backoff: Duration = 30.0
-    max_backoff: Duration = 600.0
-    jitter: bool = True
+    attempts: int = Field(
+        default=1, ge=1, le=20,
+        description=(
+            "Attempts per processing run, the first included, so 1 means no retry. Only "
+            "transient outcomes are retried: tempfail, timeout, connect_failed, partial, "
+            "and tls_failed when tls is opportunistic."
+        ),
+    )
+    backoff: Duration = Field(
+        default=30.0,
+        description="Wait before the first retry; each later wait doubles.",
+    )
+    max_backoff: Duration = Field(default=600.0, description="Upper bound for the wait between two attempts.")
+    jitter: bool = Field(
+        default=True,
+        description="Shorten each wait to a random value between half of it and all of it.",
+    )
 
 
 class AuthConfig(_Model):
     """ESMTP AUTH credentials. The password is read once, at load time."""
 
-    username: str = Field(min_length=1)
-    password_file: Path | None = None
-    password_env: str | None = None
-    password: SecretStr | None = None
-    mechanisms: tuple[Literal["CRAM-MD5", "PLAIN", "LOGIN"], ...] = ("CRAM-MD5", "PLAIN", "LOGIN")
-    allow_plaintext: bool = False
+    username: str = Field(min_length=1, description="SASL user name.")
+    password_file: Path | None = Field(
+        default=None,
+        description=(
+            "File that contains the password (trailing line breaks are dropped), read once when the "
+            "config is loaded. ${CREDENTIALS_DIRECTORY} and ~ are expanded. Set exactly one of "
+            "password_file, password_env or password."
+        ),
+    )
+    password_env: str | None = Field(
+        default=None,
+        description=(
+            "Name of the environment variable that contains the password, "
+            "read once when the config is loaded."
+        ),
+    )
+    password: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The password itself. check-config masks it, but loading warns because it sits in the config "
+            "file; prefer password_file."
+        ),
+    )
+    mechanisms: tuple[Literal["CRAM-MD5", "PLAIN", "LOGIN"], ...] = Field(
+        default=("CRAM-MD5", "PLAIN", "LOGIN"),
+        description=(
+            "SASL mechanisms to try, in this order, among those the server "
+            "offers. A 504 reply moves on to the next one."
+        ),
+    )
+    allow_plaintext: bool = Field(
+        default=False,
+        description=(
+            "Allow PLAIN and LOGIN on an unencrypted connection. Even when true, they are never sent on "
+            "the cleartext connection that replaces a failed STARTTLS."
+        ),
+    )
 
     _secret: SecretStr = PrivateAttr(default=SecretStr(""))
 
@@ -207,29 +294,41 @@ def _expand_credentials_dir(path: Path) -> Path:
 class MaildirDelivery(_Model):
     """Write each message into a Maildir (tmp, fsync, rename into new, fsync the directory)."""
 
-    type: Literal["maildir"]
-    path: str = Field(min_length=1)
-    fsync: bool = True
+    type: Literal["maildir"] = Field(description="Selects the Maildir sink.")
+    path: str = Field(min_length=1, description="The Maildir directory to deliver into.")
+    fsync: bool = Field(
+        default=True,
+        description=(
+            "fsync each message file and the directory before the message is acknowledged. false is "
+            "faster but a crash can lose acknowledged mail."
+        ),
+    )
 
 
 class SmtpDelivery(_Model):
     """Relay each message to a local MTA over SMTP, keeping the envelope."""
 
-    type: Literal["smtp"]
-    host: str = "127.0.0.1"
-    port: int = Field(default=25, ge=1, le=65535)
-    helo_name: str | None = None
-    timeout: Duration = 300.0
+    type: Literal["smtp"] = Field(description="Selects the SMTP relay sink.")
+    host: str = Field(default="127.0.0.1", description="Host of the local MTA.")
+    port: int = Field(default=25, ge=1, le=65535, description="Port of the local MTA.")
+    helo_name: str | None = Field(default=None, description="Name sent in EHLO to the local MTA.")
+    timeout: Duration = Field(default=300.0, description="Maximum wait for each reply from the local MTA.")
 
 
 class LmtpDelivery(_Model):
     """Hand each message to an LMTP server on a unix socket ``path`` or ``host``:``port``."""
 
-    type: Literal["lmtp"]
-    path: str | None = None
-    host: str | None = None
-    port: int | None = Field(default=None, ge=1, le=65535)
-    timeout: Duration = 300.0
+    type: Literal["lmtp"] = Field(description="Selects the LMTP sink.")
+    path: str | None = Field(
+        default=None,
+        description=(
+            "Unix socket of the LMTP server, such as /run/dovecot/lmtp. "
+            "Set either path, or host and port."
+        ),
+    )
+    host: str | None = Field(default=None, description="Host of a TCP LMTP server; needs port.")
+    port: int | None = Field(default=None, ge=1, le=65535, description="Port of a TCP LMTP server.")
+    timeout: Duration = Field(default=300.0, description="Maximum wait for each reply from the LMTP server.")
 
     @model_validator(mode="after")
     def _one_address(self) -> LmtpDelivery:
@@ -243,9 +342,15 @@ class LmtpDelivery(_Model):
 class CommandDelivery(_Model):
     """Run a program (no shell) per message with the message on standard input."""
 
-    type: Literal["command"]
-    argv: tuple[str, ...] = Field(min_length=1)
-    timeout: Duration = 300.0
+    type: Literal["command"] = Field(description="Selects the command sink.")
+    argv: tuple[str, ...] = Field(
+        min_length=1,
+        description=(
+            "Program and arguments, run directly without a shell, one run per "
+            "message with the message on standard input."
+        ),
+    )
+    timeout: Duration = Field(default=300.0, description="Maximum run time of the program for one message.")
 
     @field_validator("argv")
     @classmethod
@@ -264,40 +369,135 @@ Delivery = Annotated[
 class ReceiverLimits(_Model):
     """Limits of the SMTP server that takes released mail after the ATRN reversal."""
 
-    max_message_size: Size = 50 * 1024 * 1024
-    max_recipients: int = Field(default=1000, ge=1)
-    command_timeout: Duration = 300.0
-    session_timeout: Duration = 4 * 3600.0
-    max_line_length: int = Field(default=4096, ge=512)
-    max_commands: int = Field(default=100_000, ge=10)
-    max_errors: int = Field(default=20, ge=1)
+    max_message_size: Size = Field(
+        default=50 * 1024 * 1024,
+        description="Largest message accepted, in bytes or with a binary unit such as 50M.",
+    )
+    max_recipients: int = Field(default=1000, ge=1, description="Most recipients accepted for one message.")
+    command_timeout: Duration = Field(
+        default=300.0,
+        description="Maximum wait for the provider's next command.",
+    )
+    session_timeout: Duration = Field(
+        default=4 * 3600.0,
+        description="Maximum length of one reversed session.",
+    )
+    max_line_length: int = Field(default=4096, ge=512, description="Longest command line accepted, in bytes.")
+    max_commands: int = Field(
+        default=100_000, ge=10,
+        description="Most commands accepted in one reversed session.",
+    )
+    max_errors: int = Field(
+        default=20, ge=1,
+        description="Error replies allowed in one reversed session before the receiver ends it.",
+    )
 
 
 class Target(_Model):
     """One remote host to signal, and how."""
 
-    name: str
-    method: Method
-    host: str | None = None
-    hosts: tuple[str, ...] | None = None
-    port: int | None = Field(default=None, ge=1, le=65535)
-    domains: tuple[str, ...] = ()
-    command: str | None = None
-    every: int = Field(default=0, ge=0)
-    ehlo: bool | None = None
-    helo_name: str | None = None
-    tls: TlsMode = TlsMode.OPPORTUNISTIC
-    tls_verify: bool = True
-    tls_ca_file: Path | None = None
-    auth: AuthConfig | None = None
-    timeouts: Timeouts = Timeouts()
-    schedule: Schedule | None = None
-    hold: Duration = 0.0
-    delivery: Delivery | None = None
-    receiver: ReceiverLimits = ReceiverLimits()
-    max_sessions: int = Field(default=50, ge=1)
-    retry: RetryPolicy | None = None
-    alert_after: Duration | None = None
+    name: str = Field(
+        description=(
+            "Unique name used in logs, metrics, the state file and --target. "
+            "Letters, digits, '.', '_' and '-' only."
+        ),
+    )
+    method: Method = Field(description="How the host is told to release its queue.")
+    host: str | None = Field(
+        default=None,
+        description="Host name or IP address to connect to. Set exactly one of host or hosts.",
+    )
+    hosts: tuple[str, ...] | None = Field(
+        default=None,
+        description="Hosts to try in this order (failover), instead of host.",
+    )
+    port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description=(
+            "TCP port. Unset means 25 for etrn, qsnd and custom, 366 for atrn and 79 for finger; connect "
+            "has no default and needs a port."
+        ),
+    )
+    domains: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "Domains to release, each sent verbatim (so #queue and @domain forms pass through). For atrn "
+            "they also limit the recipients the receiver accepts; an empty list accepts every recipient."
+        ),
+    )
+    command: str | None = Field(
+        default=None,
+        description=(
+            "Text sent instead of a built-in command: the line for custom ({domain} is replaced by each "
+            "domain), the query for finger."
+        ),
+    )
+    every: int = Field(
+        default=0, ge=0,
+        description=(
+            "Signal only on every Nth processing run (runs 1, N+1, 2N+1 "
+            "and so on); 0 and 1 mean every run."
+        ),
+    )
+    ehlo: bool | None = Field(
+        default=None,
+        description=(
+            "Send EHLO before the command. Unset means true for etrn and atrn and false for the others. "
+            "STARTTLS and AUTH send EHLO regardless."
+        ),
+    )
+    helo_name: str | None = Field(
+        default=None,
+        description=(
+            "Name sent in EHLO or HELO. Unset means this machine's FQDN, or an address literal such as "
+            "[192.0.2.1] when the name has no dot."
+        ),
+    )
+    tls: TlsMode = Field(
+        default=TlsMode.OPPORTUNISTIC,
+        description=(
+            "off never encrypts; opportunistic uses STARTTLS when offered and reconnects in cleartext if "
+            "it fails; starttls requires STARTTLS; implicit starts TLS on connect."
+        ),
+    )
+    tls_verify: bool = Field(default=True, description="Verify the server certificate and its host name.")
+    tls_ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of CA certificates trusted in addition to the system store.",
+    )
+    auth: AuthConfig | None = Field(default=None, description="ESMTP AUTH credentials; required for atrn.")
+    timeouts: Timeouts = Field(default=Timeouts(), description="Network timeouts of this target.")
+    schedule: Schedule | None = Field(
+        default=None,
+        description="A schedule for this target alone, instead of the global schedule.",
+    )
+    hold: Duration = Field(
+        default=0.0,
+        description="For finger and connect: how long to keep the connection open before closing it.",
+    )
+    delivery: Delivery | None = Field(
+        default=None,
+        description=(
+            "Where mail received after the ATRN reversal goes; required for "
+            "atrn and not allowed for other methods."
+        ),
+    )
+    receiver: ReceiverLimits = Field(
+        default=ReceiverLimits(),
+        description="Limits of the SMTP server that takes mail after the ATRN reversal.",
+    )
+    max_sessions: int = Field(
+        default=50, ge=1,
+        description="Most ATRN sessions opened in one processing run to drain the queue.",
+    )
+    retry: RetryPolicy | None = Field(
+        default=None,
+        description="A retry policy for this target alone, instead of the global retry.",
+    )
+    alert_after: Duration | None = Field(
+        default=None,
+        description="How long this target may go without a successful signal before that is reported.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -391,26 +591,49 @@ class Target(_Model):
 class ControlConfig(_Model):
     """The local control socket of a running daemon."""
 
-    socket: Path = Path("/run/mailreleased/control.sock")
+    socket: Path = Field(
+        default=Path("/run/mailreleased/control.sock"),
+        description="Unix socket on which a running daemon accepts control requests.",
+    )
 
 
 class MetricsConfig(_Model):
     """The optional Prometheus endpoint."""
 
-    listen: str = "127.0.0.1:9466"
+    listen: str = Field(default="127.0.0.1:9466", description="HOST:PORT of the Prometheus endpoint.")
 
 
 class Config(_Model):
     """A whole mailreleased configuration file."""
 
-    schedule: Schedule = Schedule(interval=300.0)
-    state_dir: Path = Path("/var/lib/mailreleased")
-    log: LogConfig = LogConfig()
-    targets: tuple[Target, ...] = Field(min_length=1)
-    control: ControlConfig = ControlConfig()
-    metrics: MetricsConfig | None = None
-    retry: RetryPolicy = RetryPolicy()
-    shutdown_grace: Duration = 30.0
+    schedule: Schedule = Field(
+        default=Schedule(interval=300.0),
+        description="When processing runs happen, for targets without their own schedule.",
+    )
+    state_dir: Path = Field(
+        default=Path("/var/lib/mailreleased"),
+        description=(
+            "Directory of state.json, which keeps run counters and last outcomes. It must be writable."
+        ),
+    )
+    log: LogConfig = Field(default=LogConfig(), description="Log format and level.")
+    targets: tuple[Target, ...] = Field(min_length=1, description="The remote hosts to signal; at least one.")
+    control: ControlConfig = Field(default=ControlConfig(), description="The control socket of the daemon.")
+    metrics: MetricsConfig | None = Field(
+        default=None,
+        description=(
+            "The Prometheus endpoint; absent means no endpoint. Needs the metrics extra (pip install "
+            "'mailreleased[metrics]')."
+        ),
+    )
+    retry: RetryPolicy = Field(
+        default=RetryPolicy(),
+        description="Retry policy for targets without their own retry.",
+    )
+    shutdown_grace: Duration = Field(
+        default=30.0,
+        description="On SIGTERM or SIGINT, how long runs in progress may go on before they are cancelled.",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
