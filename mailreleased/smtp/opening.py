@@ -82,6 +82,8 @@ async def _read_greeting(session: ClientSession, target: Target) -> None:
     result = await session.read_reply(target.timeouts.greeting)
     decision = classify(Stage.GREETING, result)
     if decision is Action.PROCEED:
+        assert isinstance(result, Reply)
+        session.greeting = result
         return
     if isinstance(result, Reply) and result.code >= 500:
         await session.quit()

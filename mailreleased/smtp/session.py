@@ -52,6 +52,7 @@ class ClientSession:
         self.authenticated = False
         self.tls_fell_back = False
         self.closed = False
+        self.greeting: Reply | None = None
 
     async def command(self, line: str, *, timeout: float | None = None) -> Reply:
         """Send one command line and return its complete reply.

@@ -1,0 +1,1 @@
+"""Loopback fake servers that play scripts and record what clients send."""
