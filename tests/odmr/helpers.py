@@ -115,3 +115,18 @@ def message(body: bytes, *, sender: str = "alice@example.net", recipients: tuple
     lines += [f"RCPT TO:<{r}>".encode() for r in recipients]
     lines.append(b"DATA")
     return b"\r\n".join(lines) + b"\r\n" + body
+
+
+async def body_of(*parts: bytes) -> AsyncIterator[bytes]:
+    """Yield ``parts`` as a message body."""
+    for part in parts:
+        yield part
+
+
+async def broken_body(*parts: bytes) -> AsyncIterator[bytes]:
+    """Yield ``parts``, then fail as a link that broke mid-DATA does."""
+    from mailreleased.odmr.sinks.base import BodyIncomplete
+
+    for part in parts:
+        yield part
+    raise BodyIncomplete("connection lost during DATA")
