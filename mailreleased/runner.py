@@ -11,11 +11,13 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import structlog
 
-from mailreleased.config.model import Config, Method, RetryPolicy, Target
+from mailreleased.config.model import Config, Method, RetryPolicy, Target, TlsMode
 from mailreleased.outcome import TRANSIENT_OUTCOMES, Outcome, SignalRecord, log_level_for
+from mailreleased.shutdown import shutdown_requested
 from mailreleased.state import StateStore, should_signal
 
 log = structlog.get_logger("mailreleased.runner")
@@ -99,13 +101,15 @@ async def signal_with_retries(
         for record in records:
             final[record.domain] = record
         retry_domains = [r.domain for r in records if _retryable(target, r)]
-        if attempt == policy.attempts or not retry_domains:
+        # A stopping daemon keeps what it has rather than start another session.
+        if attempt == policy.attempts or not retry_domains or shutdown_requested():
             break
         delay = backoff_delay(policy, attempt)
         log.info("retry_scheduled", target=target.name, attempt=attempt + 1, delay_s=round(delay, 3))
         await sleep(delay)
-        if None not in retry_domains:
-            pending = target.model_copy(update={"domains": tuple(d for d in retry_domains if d is not None)})
+        if shutdown_requested():
+            break
+        pending = _retry_target(pending, records, retry_domains)
     return list(final.values())
 
 
@@ -113,7 +117,22 @@ def _retryable(target: Target, record: SignalRecord) -> bool:
     if record.outcome not in TRANSIENT_OUTCOMES:
         return False
     # A partial ATRN drain already re-connects inside the signaler; retry it like any transient failure.
-    return record.outcome is not Outcome.TLS_FAILED or target.tls.value == "opportunistic"
+    return record.outcome is not Outcome.TLS_FAILED or target.tls is TlsMode.OPPORTUNISTIC
+
+
+def _retry_target(target: Target, records: list[SignalRecord], retry_domains: list[str | None]) -> Target:
+    """Return the target for the next attempt: only the failed domains, and TLS as is safe.
+
+    After a failed opportunistic handshake the retry goes without STARTTLS only
+    when there is no AUTH. With AUTH it requires STARTTLS, so a password never
+    crosses the wire in clear because a handshake failed.
+    """
+    update: dict[str, Any] = {}
+    if None not in retry_domains:
+        update["domains"] = tuple(domain for domain in retry_domains if domain is not None)
+    if target.tls is TlsMode.OPPORTUNISTIC and any(r.outcome is Outcome.TLS_FAILED for r in records):
+        update["tls"] = TlsMode.STARTTLS if target.auth is not None else TlsMode.OFF
+    return target.model_copy(update=update) if update else target
 
 
 def backoff_delay(policy: RetryPolicy, attempt: int, rng: random.Random | None = None) -> float:
