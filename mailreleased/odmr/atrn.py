@@ -172,10 +172,16 @@ async def _close(writer: asyncio.StreamWriter) -> None:
 
 
 def _record(target: Target, steps: list[_Step], progress: _Progress, run: int | None, started: float) -> SignalRecord:
-    """Sum the sessions into one record; see the module docstring for the drain rules."""
+    """Sum the sessions into one record.
+
+    ``code`` and ``reply`` are those of the last ATRN that turned the line
+    around, or of the last ATRN if none did.
+    """
     last = steps[-1]
+    reversed_steps = [s for s in steps if s.session is not None]
+    shown = reversed_steps[-1] if reversed_steps else last
     outcome, detail = _overall(target, steps, progress.messages)
-    received = progress.messages > 0 or any(s.session is not None for s in steps)
+    received = progress.messages > 0 or bool(reversed_steps)
     return SignalRecord(
         target=target.name,
         method=str(target.method),
@@ -183,8 +189,8 @@ def _record(target: Target, steps: list[_Step], progress: _Progress, run: int | 
         port=target.effective_port,
         domain=None,
         outcome=outcome,
-        code=last.code,
-        reply=last.reply,
+        code=shown.code,
+        reply=shown.reply,
         duration_ms=int((time.monotonic() - started) * 1000),
         messages=progress.messages if received else None,
         bytes=progress.bytes if received else None,
