@@ -55,7 +55,7 @@ def test_etrn_hash_domain_releases_mail(
 
 def test_etrn_plain_domain_refused_501(exim496_etrn: Exim496EtrnServer, work_dir: Path) -> None:
     # Without smtp_etrn_command Exim accepts only the "#domain" form and
-    # answers "501 argument must begin with #" otherwise.
+    # replies "501 argument must begin with #" otherwise.
     exim496_etrn.queue_messages(1)
 
     result = run_once(work_dir, [etrn_target(exim496_etrn.port, HOLD_DOMAIN)])

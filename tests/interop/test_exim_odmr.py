@@ -129,7 +129,7 @@ def test_atrn_plaintext_cram_md5_receives_all(odmr_provider: EximOdmrProvider, w
 
 
 def test_atrn_nothing_queued_no_mail(odmr_provider: EximOdmrProvider, work_dir: Path) -> None:
-    # The provider's ACL answers "453 You have no mail".
+    # The provider's ACL replies "453 You have no mail".
     result = run_once(
         work_dir, [atrn_target(odmr_provider, work_dir / "Maildir", tls="off", mechanisms=["CRAM-MD5"])]
     )

@@ -11,7 +11,7 @@ from peers.fingerd import FingerServer
 
 pytestmark = pytest.mark.interop
 
-# in.fingerd answers every request with one of these: an empty request
+# in.fingerd replies to every request with one of these: an empty request
 # lists logged-in users, a name gets a user entry or "no such user", and
 # "@host" forwarding is disabled.
 FINGERD_TEXTS = ("No one logged on", "no such user", "Login:", "forwarding not allowed")

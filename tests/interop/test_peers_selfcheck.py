@@ -62,7 +62,7 @@ def test_exim496_peer_etrn(
     exim496_etrn.wait_queue_count(0)
 
 
-def test_fingerd_peer_answers(finger_server: FingerServer) -> None:
+def test_fingerd_peer_replies(finger_server: FingerServer) -> None:
     assert finger_server.query("") == "No one logged on.\r\n"
     assert "no such user" in finger_server.query(HOLD_DOMAIN)
 

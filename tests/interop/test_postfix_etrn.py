@@ -64,7 +64,7 @@ def test_etrn_releases_held_mail(
 
 
 def test_etrn_domain_outside_fast_flush(postfix_backup_mx: PostfixBackupMx, work_dir: Path) -> None:
-    # Postfix answers "459 <domain>: service unavailable" for a domain that
+    # Postfix replies "459 <domain>: service unavailable" for a domain that
     # fast_flush_domains does not list.
     result = run_once(work_dir, [etrn_target(postfix_backup_mx.port, "elsewhere.test")])
 
@@ -80,7 +80,7 @@ def test_etrn_helo_required_retries_with_ehlo(
     receiver_factory: Callable[[int], RecordingReceiver],
     work_dir: Path,
 ) -> None:
-    # With smtpd_helo_required=yes Postfix answers a bare ETRN with
+    # With smtpd_helo_required=yes Postfix replies a bare ETRN with
     # "503 Error: send HELO/EHLO first". The client must then greet and retry.
     postfix = postfix_factory(helo_required=True)
     sent = postfix.queue_messages(3)

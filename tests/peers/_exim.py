@@ -25,6 +25,7 @@ from ._process import (
     make_shared_tempdir,
     require_root,
     run,
+    stop_pid,
     stop_popen,
     wait_for_port,
 )
@@ -37,7 +38,7 @@ EXIM_USER = "Debian-exim"
 class EximDaemon:
     """One private Exim daemon started with ``-bdf`` (foreground) and its own files.
 
-    ``chroot`` is the root of a chroot that holds the Exim binary, or None
+    ``chroot`` is the root of a chroot that contains the Exim binary, or None
     for a binary on the host. ``exim_path`` is the binary's path inside it.
     """
 
@@ -60,13 +61,13 @@ class EximDaemon:
     # -- paths -------------------------------------------------------------
 
     def host_path(self, inner: str | Path) -> Path:
-        """Map a path as the daemon sees it to the same file on the host."""
+        """Map a path inside the daemon's root to the same file on the host."""
         if self.chroot is None:
             return Path(inner)
         return self.chroot / str(inner).lstrip("/")
 
     def inner_path(self, host: Path) -> str:
-        """Map a host path below the chroot to the path the daemon sees."""
+        """Map a host path below the chroot to the path inside the daemon's root."""
         if self.chroot is None:
             return str(host)
         return "/" + str(host.relative_to(self.chroot))
@@ -131,12 +132,36 @@ class EximDaemon:
             raise PeerFailed(f"{exc}\nExim log:\n{self.log_tail()}") from None
 
     def stop(self) -> None:
-        """Stop the daemon by its PID, untrust the config and remove the files."""
+        """Stop the daemon and its children by PID, untrust the config and remove the files."""
         if self._process is not None:
             stop_popen(self._process)
             self._process = None
+        # Session and delivery processes outlive the daemon (an ATRN queue
+        # run keeps going after a dropped connection) and would recreate
+        # the log directory after rmtree, so stop them first.
+        for pid in self._instance_pids():
+            stop_pid(pid)
         self._untrust_config()
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def _instance_pids(self) -> list[int]:
+        """Return the PIDs of Exim processes running with this instance's config.
+
+        Every Exim process of the instance, forked or re-executed, has
+        ``-C <config>`` on its command line, and the config path is unique.
+        """
+        config = self.inner_path(self.config_file).encode()
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                arguments = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if config in arguments:
+                pids.append(int(entry.name))
+        return pids
 
     def _edit_trusted_list(self, add: bool) -> None:
         path = self.trusted_list
@@ -170,7 +195,7 @@ class EximDaemon:
         return int(run(self.exim_argv("-bpc")).stdout.strip() or "0")
 
     def wait_queue_count(self, count: int, timeout: float = 15.0) -> None:
-        """Wait until the queue holds exactly ``count`` messages; raise PeerFailed after ``timeout``."""
+        """Wait until the queue contains exactly ``count`` messages; raise PeerFailed after ``timeout``."""
         deadline = time.monotonic() + timeout
         current = self.queue_count()
         while current != count and time.monotonic() < deadline:

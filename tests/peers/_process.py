@@ -18,7 +18,7 @@ COMMAND_TIMEOUT = 60.0
 
 
 class PeerNotInstalled(RuntimeError):
-    """A peer program is missing; the message says what and how to install it."""
+    """A peer program is missing; the message names it and how to install it."""
 
 
 class PeerFailed(RuntimeError):

@@ -12,8 +12,10 @@ handling applies:
 - ``ETRN hold.test`` (no ``#``) is rejected with
   ``501 argument must begin with #``.
 
-A configured ``smtp_etrn_command`` that uses ``$domain`` fails with
-``458 Internal failure`` in 4.96, because ``$domain`` is tainted there.
+A configured ``smtp_etrn_command`` of ``exim -C <config> -R $domain``
+fails in 4.96 with ``458 Internal failure`` (the panic log reads "Tainted
+arg 4 for ETRN processing command"), because ``$domain`` comes from the
+client. The built-in handling avoids that and keeps the ``-C`` config.
 The queue run sends the mail to ``[127.0.0.1]:<receiver_port>``.
 """
 

@@ -8,7 +8,7 @@ One daemon listens on two ports. ``smtp_port`` takes injected mail and
 ``odmr_port`` (366 in real deployments) accepts ATRN. Mail for the ODMR
 domains is held by ``queue_only``. After a successful ATRN the provider
 turns the line around on the same connection and delivers the held mail
-to whoever sent ATRN, through a manualroute router whose route_data is
+to the client that sent ATRN, through a manualroute router whose route_data is
 ``<;$atrn_host`` (Exim sets it to ``[client ip]:client port``). The ATRN
 ACL allows the authenticated user ``odmr`` to take the domains in
 ``domains``. It replies ``453 You have no mail`` when none of them has
@@ -17,40 +17,57 @@ queued mail, and denies every other domain.
 Replies this peer gives (observed with Exim 4.100.1 from sid):
 
     ATRN before AUTH          530 ATRN is not permitted without authentication
-    wrong password            535 Incorrect authentication data
+    AUTH, wrong password      535 Incorrect authentication data
     domain not allowed        450 Administrative prohibition
     nothing queued            453 You have no mail
     mail queued               250 ODMR provider turning line around
 
-A session observed by hand (swaks-style client written in Python, plain
-TCP, AUTH PLAIN, 3 messages queued for odmr.test); "C:" is the ODMR
-customer, "S:" is Exim:
+Transcript of a session observed with Exim 4.100.1, recorded by
+``odmr_customer.run_odmr_session`` (plain TCP, CRAM-MD5, 2 messages
+queued for odmr.test). "C:" is the customer, "S:" is Exim. After the 250
+to ATRN the customer sends the greeting and Exim acts as SMTP client on
+the same connection:
 
-    S: 220 odmr-provider.test ESMTP Exim 4.100.1 ...
+    S: 220 odmr-provider.test ESMTP Exim 4.100.1 Fri, 04 Dec 2026 20:51:58 +0000
     C: EHLO customer.test
     S: 250-odmr-provider.test Hello customer.test [127.0.0.1]
-       ... 250-AUTH PLAIN LOGIN CRAM-MD5 ... 250-ATRN ... 250 HELP
-    C: AUTH PLAIN <base64 of \\0odmr\\0password>
+    S: 250-SIZE 52428800 / 250-LIMITS MAILMAX=1000 RCPTMAX=50000 / 250-8BITMIME
+    S: 250-ATRN / 250-PIPELINING / 250-PIPECONNECT / 250-AUTH PLAIN LOGIN CRAM-MD5
+    S: 250-CHUNKING / 250-STARTTLS / 250-SMTPUTF8 / 250 HELP
+    C: AUTH CRAM-MD5
+    S: 334 PDI4MDU0LjE3OTY0MTc1MThAb2Rtci1wcm92aWRlci50ZXN0Pg==
+    C: <CRAM-MD5 response>
     S: 235 Authentication succeeded
     C: ATRN odmr.test
     S: 250 ODMR provider turning line around
-    C: 220 customer.test ODMR client ready        (roles now reversed)
+    C: 220 customer.test ODMR customer ready
     S: EHLO odmr-provider.test
     C: 250-customer.test / 250 8BITMIME
-    S: MAIL FROM:<sender@origin.test> SIZE=...
-    C: 250 ok
+    S: MAIL FROM:<sender@origin.test>
+    C: 250 2.1.0 ok
     S: RCPT TO:<user0@odmr.test>
-    C: 250 ok
+    C: 250 2.1.5 ok
     S: DATA
     C: 354 go ahead
-    S: <message with a Received: header added> .
-    C: 250 accepted
-       (MAIL/RCPT/DATA repeat for the other queued messages)
+    S: <14 lines of message data> .
+    C: 250 2.0.0 accepted
+       (the same MAIL/RCPT/DATA for user1@odmr.test)
     S: QUIT
-    C: 221 bye
+    C: 221 2.0.0 bye
 
-See the module-level constants below for the exact transcript recorded
-when this module was written, including the STARTTLS case.
+Exim logs the run as "Start ODMR queue run: pid=... -qq -Rr @(odmr.test)"
+and each message after the first with a "*" after the host (a continued
+connection). A plaintext session delivers 20 queued messages in one go.
+
+Over STARTTLS (TLS 1.3 or 1.2, AUTH PLAIN) Exim 4.100.1 delivers only the
+first message. The second message's delivery process sends MAIL FROM,
+then logs "TLS error on connection ... (ODMR customer) (recv): An
+unexpected TLS packet was received" and closes the connection. The
+remaining messages stay queued ("defer: no host found for existing SMTP
+connection"). This happens with the stdlib customer as well, so it is an
+Exim fault. Setting ``hosts_noproxy_tls = *`` on the transport made it
+worse (the connection closed during the first DATA).
+``starttls_session_stops_after_first_message`` detects it.
 """
 
 from __future__ import annotations
@@ -249,7 +266,7 @@ def starttls_session_stops_after_first_message() -> bool:
     "TLS error ... An unexpected TLS packet was received" right after
     MAIL FROM, closes the connection and leaves the rest queued. The
     check runs a fresh provider with two messages and the stdlib ODMR
-    customer, so the answer does not depend on mailreleased.
+    customer, so the result does not depend on mailreleased.
     """
     provider = EximOdmrProvider()
     try:

@@ -1,7 +1,9 @@
 """Debian's in.fingerd behind socat on a free loopback port.
 
 socat accepts each connection and runs one in.fingerd per connection with
-the socket as its standard input and output, the way inetd would.
+the socket as its standard input, output and error, the way inetd would.
+With the error stream connected, in.fingerd's "no such user" text reaches
+the client as well.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ skips into failures when CI=true.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -110,8 +111,6 @@ def work_dir() -> Iterator[Path]:
     Unlike tmp_path it is mode 0755, so paths in it can also be handed to
     peers that run as their own users.
     """
-    import shutil
-
     path = make_shared_tempdir("mailreleased-interop-")
     yield path
     shutil.rmtree(path, ignore_errors=True)

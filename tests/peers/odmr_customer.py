@@ -87,8 +87,10 @@ def run_odmr_session(
             line.send("STARTTLS")
             line.read_reply()
             context = ssl.create_default_context(cafile=str(starttls_cafile))
-            line.sock = context.wrap_socket(sock, server_hostname=LOOPBACK)
-            session.transcript.append(f"-- TLS {line.sock.version()} {line.sock.cipher()[0]}")
+            tls_sock = context.wrap_socket(sock, server_hostname=LOOPBACK)
+            line.sock = tls_sock
+            cipher = tls_sock.cipher()
+            session.transcript.append(f"-- TLS {tls_sock.version()} {cipher[0] if cipher else 'none'}")
             line.send("EHLO customer.test")
             line.read_reply()
         _authenticate(line, mechanism, username, password)

@@ -1,4 +1,4 @@
-"""A recording SMTP server on loopback that stands in for the final mail host.
+"""A recording SMTP server on loopback that acts as the final mail host.
 
 Peers release held mail to it, and tests wait for the messages to arrive.
 It speaks just enough ESMTP for Postfix's and Exim's SMTP clients: EHLO,
