@@ -1,0 +1,1 @@
+"""The eight measures; each module exposes ``run(context) -> result`` for its numbers."""
