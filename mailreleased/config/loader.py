@@ -78,23 +78,36 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, dict[LinePath, int]]:
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"malformed YAML: {exc}", source=source) from None
+    except RecursionError:
+        raise ConfigError(
+            "malformed YAML: the document is nested too deeply; flatten it", source=source, line=1
+        ) from None
+    except ValueError as exc:
+        # PyYAML raises a bare ValueError for an escape beyond Unicode, such as "\U00110000".
+        raise ConfigError(
+            f"malformed YAML: {exc}; check the escape sequences in double-quoted strings", source=source
+        ) from None
     lines: dict[LinePath, int] = {}
     if node is not None:
-        _index_lines(node, (), lines)
+        _index_lines(node, (), lines, set())
     return data, lines
 
 
-def _index_lines(node: yaml.Node, path: LinePath, lines: dict[LinePath, int]) -> None:
+def _index_lines(node: yaml.Node, path: LinePath, lines: dict[LinePath, int], visited: set[int]) -> None:
+    # An alias makes the node graph shared or even cyclic ("a: &a [*a]"), so visit each node once.
+    if id(node) in visited:
+        return
+    visited.add(id(node))
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
             lines[(*path, key)] = key_node.start_mark.line + 1
-            _index_lines(value_node, (*path, key), lines)
+            _index_lines(value_node, (*path, key), lines, visited)
             lines[(*path, key)] = key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _index_lines(item, (*path, index), lines)
+            _index_lines(item, (*path, index), lines, visited)
 
 
 def _first_error(
@@ -145,7 +158,13 @@ def format_key_path(path: LinePath) -> str:
     """Format a key path as ``targets[0].auth.username``."""
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif not part.isprintable():
+            # A key with a line break or control character would split the one-line error.
+            text += f"[{part!r}]"
+        else:
+            text += f".{part}" if text else part
     return text
 
 

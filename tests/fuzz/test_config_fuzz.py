@@ -190,7 +190,10 @@ def check_document(text: str) -> None:
         config = parse_config(text, source="fuzz.yaml")
     except ConfigError as error:
         assert error.source == "fuzz.yaml"
-        assert error.line is not None or error.key_path is not None, f"error without a location: {error}"
+        # Only a YAML syntax error may lack a location, when PyYAML reports none.
+        located = error.line is not None or error.key_path is not None
+        assert located or error.message.startswith("malformed YAML"), f"error without a location: {error}"
+        assert "\n" not in str(error), f"error spans lines: {error!r}"
         assert str(error).startswith("fuzz.yaml"), str(error)
         return
     assert isinstance(config, Config)
@@ -214,6 +217,11 @@ def password_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @example("targets: [{name: t, method: atrn, host: h, auth: {username: u, password: p}, delivery: {type: mbox}}]\n")
 @example("- a\n- b\n")
 @example("\x00")
+@example('"\\U100010000\x1F": null\n')
+@example("[" * 5000)
+@example("targets: &a [*a]\n")
+@example("a: &a [*a]\n")
+@example("? \"\\n\"\n: 1\n")
 def test_config_fuzz_only_config_error(text: str) -> None:
     """Every document yields a Config or a ConfigError naming file and line or key path."""
     check_document(text)
