@@ -84,6 +84,12 @@ class Channel:
         await self.send_raw(line.encode("utf-8") + b"\r\n")
         return await self.read_reply()
 
+    async def pipeline(self, lines: list[str]) -> list[Reply]:
+        """Send a group of commands in one write and return their replies in order (RFC 2920)."""
+        await self._pause()
+        await self.send_raw("".join(f"{line}\r\n" for line in lines).encode("utf-8"))
+        return [await self.read_reply() for _ in lines]
+
     async def start_tls(self, context: ssl.SSLContext) -> None:
         """Run the server side of a TLS handshake on this connection."""
         await self.writer.start_tls(context)

@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--multiline-greeting", action="store_true", help="send a two-line 220 greeting")
     parser.add_argument("--require-tls-auth", action="store_true", help="answer AUTH PLAIN and LOGIN with 538 before TLS")
     parser.add_argument("--max-messages-per-session", type=int, metavar="N", help="deliver at most N per ATRN")
+    parser.add_argument(
+        "--no-pipelining", action="store_true", help="send MAIL, RCPT and DATA one at a time even if offered PIPELINING"
+    )
     parser.add_argument("--drop-after-messages", type=int, metavar="N", help="drop each session mid-DATA after N messages")
     parser.add_argument("--drop-after-bytes", type=int, metavar="BYTES", help="bytes of the cut message to send first")
     parser.add_argument("--reply-delay", type=float, default=0.0, metavar="SECONDS", help="delay before each reply")
@@ -101,6 +104,7 @@ def provider_from_args(args: argparse.Namespace) -> Provider:
         multiline_greeting=args.multiline_greeting,
         require_tls_for_plaintext_auth=args.require_tls_auth,
         max_messages_per_session=args.max_messages_per_session,
+        use_pipelining=not args.no_pipelining,
         command_timeout=args.timeout,
         reply_timeout=args.timeout,
         record_transcript=False,

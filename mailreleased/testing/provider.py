@@ -85,6 +85,7 @@ class Provider:
         multiline_greeting: bool = False,
         require_tls_for_plaintext_auth: bool = False,
         max_messages_per_session: int | None = None,
+        use_pipelining: bool = True,
         etrn_report_empty: bool = False,
         command_timeout: float = 300.0,
         reply_timeout: float = 300.0,
@@ -110,6 +111,7 @@ class Provider:
             tls_context=tls_context,
             require_tls_for_plaintext_auth=require_tls_for_plaintext_auth,
             max_messages_per_session=max_messages_per_session,
+            use_pipelining=use_pipelining,
             etrn_report_empty=etrn_report_empty,
             command_timeout=command_timeout,
             reply_timeout=reply_timeout,
@@ -180,6 +182,10 @@ class Provider:
             await ServerSession(channel).run()
         except (ConnectionLost, ConnectionError, TimeoutError, ssl.SSLError) as exc:
             logger.info("session %d ended: %s", channel.session, exc or type(exc).__name__)
+        except asyncio.CancelledError:
+            # close() cancelled the session. Ending normally keeps Python 3.11's
+            # start_server callback from logging the cancelled task as an error.
+            logger.info("session %d cancelled because the provider is closing", channel.session)
         finally:
             self._tasks.discard(task)
             await channel.close()

@@ -8,6 +8,7 @@ in ``ProviderState.rejections`` where a real MTA would bounce the message.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import ssl
@@ -45,6 +46,20 @@ async def deliver_queue(channel: Channel, domains: Sequence[str]) -> None:
         state.busy_domains.difference_update(domains)
 
 
+@dataclasses.dataclass(frozen=True)
+class CustomerExtensions:
+    """The EHLO keywords of the customer that change how messages are sent."""
+
+    size: bool = False
+    pipelining: bool = False
+
+    @classmethod
+    def from_reply(cls, reply: Reply) -> CustomerExtensions:
+        """Read the keywords from an EHLO reply; a HELO reply has none."""
+        keywords = {line.split(" ", 1)[0].upper() for line in reply.lines[1:] if line}
+        return cls(size="SIZE" in keywords, pipelining="PIPELINING" in keywords)
+
+
 async def _deliver(channel: Channel, domains: Sequence[str]) -> None:
     state = channel.state
     settings = state.settings
@@ -53,12 +68,15 @@ async def _deliver(channel: Channel, domains: Sequence[str]) -> None:
         await _quit(channel)
         return
     hello = await channel.command(f"EHLO {settings.hostname}")
+    extensions = CustomerExtensions.from_reply(hello)
     if 500 <= hello.code < 600:
         hello = await channel.command(f"HELO {settings.hostname}")
+        extensions = CustomerExtensions()
     if hello.code != 250:
         await _quit(channel)
         return
-    offers_size = any(line.upper().startswith("SIZE") for line in hello.lines[1:])
+    if not settings.use_pipelining:
+        extensions = dataclasses.replace(extensions, pipelining=False)
     messages = state.store.for_domains(domains)
     if settings.max_messages_per_session is not None:
         messages = messages[: settings.max_messages_per_session]
@@ -67,7 +85,7 @@ async def _deliver(channel: Channel, domains: Sequence[str]) -> None:
         if state.faults.drops_message(acknowledged):
             await _send_and_drop(channel, message)
             return
-        result = await _transfer(channel, message, offers_size)
+        result = await _transfer(channel, message, extensions)
         if result is Transfer.CLOSING:
             return
         if result is Transfer.ACCEPTED:
@@ -75,25 +93,49 @@ async def _deliver(channel: Channel, domains: Sequence[str]) -> None:
     await _quit(channel)
 
 
-async def _transfer(channel: Channel, message: QueuedMessage, offers_size: bool) -> Transfer:
-    size_parameter = f" SIZE={message.size}" if offers_size else ""
-    mail = await channel.command(f"MAIL FROM:<{message.sender}>{size_parameter}")
+async def _transfer(channel: Channel, message: QueuedMessage, extensions: CustomerExtensions) -> Transfer:
+    size_parameter = f" SIZE={message.size}" if extensions.size else ""
+    envelope = [f"MAIL FROM:<{message.sender}>{size_parameter}"]
+    envelope += [f"RCPT TO:<{recipient}>" for recipient in message.recipients]
+    if extensions.pipelining:
+        replies = await channel.pipeline([*envelope, "DATA"])
+        mail, recipient_replies, data = replies[0], replies[1:-1], replies[-1]
+    else:
+        mail = await channel.command(envelope[0])
+        if mail.code != 250:
+            return await _give_up(channel, message, "MAIL", mail)
+        recipient_replies = [await channel.command(line) for line in envelope[1:]]
+        data = None
+    if any(reply.code == 421 for reply in (mail, *recipient_replies)):
+        return Transfer.CLOSING
+    for reply in recipient_replies:
+        if reply.code >= 500:
+            _reject(channel, message, "RCPT", reply)
+    accepted = mail.code == 250 and any(reply.code in (250, 251) for reply in recipient_replies)
+    if data is None and accepted:
+        data = await channel.command("DATA")
+    if not accepted or data is None or data.code != 354:
+        return await _abandon(channel, message, mail, accepted, data)
+    return await _send_data(channel, message)
+
+
+async def _abandon(
+    channel: Channel, message: QueuedMessage, mail: Reply, accepted: bool, data: Reply | None
+) -> Transfer:
+    """End a transaction that cannot reach the message bytes; the message stays queued."""
+    if data is not None and data.code == 354:
+        # RFC 2920: a pipelined DATA that got 354 without valid recipients is ended with a lone ".".
+        await channel.send_raw(b".\r\n")
+        await channel.read_reply()
     if mail.code != 250:
         return await _give_up(channel, message, "MAIL", mail)
-    accepted = 0
-    for recipient in message.recipients:
-        reply = await channel.command(f"RCPT TO:<{recipient}>")
-        if reply.code == 421:
-            return Transfer.CLOSING
-        if reply.code in (250, 251):
-            accepted += 1
-        elif reply.code >= 500:
-            _reject(channel, message, "RCPT", reply)
-    if accepted == 0:
+    if not accepted:
         return await _give_up(channel, message, "RCPT", None)
-    data = await channel.command("DATA")
-    if data.code != 354:
-        return await _give_up(channel, message, "DATA", data)
+    return await _give_up(channel, message, "DATA", data)
+
+
+async def _send_data(channel: Channel, message: QueuedMessage) -> Transfer:
+    """Send the dot-stuffed message after 354; keep it queued unless the reply is 250."""
     for chunk in dot_stuff_chunks(message.chunks()):
         await channel.write_data(chunk)
     await channel.writer.drain()

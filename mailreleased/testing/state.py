@@ -27,6 +27,8 @@ class ProviderSettings:
     # Answer AUTH PLAIN and LOGIN with 538 until STARTTLS has run.
     require_tls_for_plaintext_auth: bool = False
     max_messages_per_session: int | None = None
+    # Pipeline MAIL, RCPT and DATA after the turnaround when the customer offers PIPELINING.
+    use_pipelining: bool = True
     # Answer ETRN with 251 when nothing is queued for the node (RFC 1985), instead of Postfix's 250.
     etrn_report_empty: bool = False
     command_timeout: float = 300.0

@@ -37,23 +37,18 @@ async def read_line(reader: asyncio.StreamReader, timeout: float) -> str:
     a line longer than MAX_LINE.
     """
     async with asyncio.timeout(timeout):
-        try:
-            raw = await reader.readuntil(b"\n")
-        except asyncio.IncompleteReadError as exc:
-            raise ConnectionLost("connection closed by peer") from exc
-        except asyncio.LimitOverrunError as exc:
-            raise ConnectionLost("line longer than the stream buffer limit") from exc
-    if len(raw) > MAX_LINE:
-        raise ConnectionLost(f"line longer than {MAX_LINE} bytes")
-    return raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
+        return await _read_line(reader)
 
 
 async def read_reply(reader: asyncio.StreamReader, timeout: float) -> Reply:
-    """Read one reply, single- or multi-line, tolerating bare codes and LF-only line ends."""
+    """Read one reply, single- or multi-line, tolerating bare codes and LF-only line ends.
+
+    ``timeout`` covers the whole reply, however many lines it has.
+    """
     lines: list[str] = []
     async with asyncio.timeout(timeout):
         while len(lines) < MAX_REPLY_LINES:
-            line = await read_line(reader, timeout)
+            line = await _read_line(reader)
             code_text = line[:3]
             if len(code_text) != 3 or not code_text.isdigit():
                 raise ConnectionLost(f"malformed reply line {line[:80]!r}")
@@ -61,6 +56,18 @@ async def read_reply(reader: asyncio.StreamReader, timeout: float) -> Reply:
             if line[3:4] != "-":
                 return Reply(int(code_text), tuple(lines))
     raise ConnectionLost(f"reply has more than {MAX_REPLY_LINES} lines")
+
+
+async def _read_line(reader: asyncio.StreamReader) -> str:
+    try:
+        raw = await reader.readuntil(b"\n")
+    except asyncio.IncompleteReadError as exc:
+        raise ConnectionLost("connection closed by peer") from exc
+    except asyncio.LimitOverrunError as exc:
+        raise ConnectionLost("line longer than the stream buffer limit") from exc
+    if len(raw) > MAX_LINE:
+        raise ConnectionLost(f"line longer than {MAX_LINE} bytes")
+    return raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
 
 
 def format_reply(code: int, *lines: str) -> bytes:

@@ -21,6 +21,8 @@ class Script:
 
     greeting: bytes = b"220 customer.test ESMTP ready\r\n"
     ehlo_code: int = 250
+    pipelining: bool = False
+    rcpt_reply: str = "250 OK"
     # Reply line per 0-based message number, sent instead of "250 OK" after DATA.
     data_replies: dict[int, str] = dataclasses.field(default_factory=dict)
     # Close the connection when this many messages have been received (before replying to the last).
@@ -108,17 +110,18 @@ async def serve_reversed(
         result.commands.append(line)
         verb = line[:4].upper()
         if verb == "EHLO":
-            reply = b"250-customer.test\r\n250-8BITMIME\r\n250 SIZE 0\r\n" if script.ehlo_code == 250 else b"502 no\r\n"
-            writer.write(reply)
+            writer.write(_ehlo_reply(script))
         elif verb == "HELO":
             writer.write(b"250 customer.test\r\n")
         elif verb == "MAIL":
             sender, recipients = line.partition(":")[2].split(" ")[0].strip("<>"), []
             writer.write(b"250 OK\r\n")
         elif verb == "RCPT":
-            recipients.append(line.partition(":")[2].strip("<>"))
-            writer.write(b"250 OK\r\n")
+            if script.rcpt_reply.startswith("250"):
+                recipients.append(line.partition(":")[2].strip("<>"))
+            writer.write(script.rcpt_reply.encode() + b"\r\n")
         elif verb == "DATA":
+            # Always 354, even without valid recipients, as a pipelining server may answer.
             writer.write(b"354 go ahead\r\n")
             await writer.drain()
             if not await _receive_data(reader, writer, script, result, sender, recipients):
@@ -132,6 +135,26 @@ async def serve_reversed(
         await writer.drain()
 
 
+async def _read_until_end_of_data(reader: asyncio.StreamReader, keep: bool) -> bytes:
+    """Read up to and including the line holding only "."; return it all, or only the end if not ``keep``."""
+    pieces: list[bytes] = []
+    tail = b""
+    while True:
+        piece = await reader.readuntil(b".\r\n")
+        if keep:
+            pieces.append(piece)
+        tail = (tail + piece)[-5:]
+        if tail == b".\r\n" or tail.endswith(b"\r\n.\r\n"):
+            return b"".join(pieces) if keep else tail
+
+
+def _ehlo_reply(script: Script) -> bytes:
+    if script.ehlo_code != 250:
+        return f"{script.ehlo_code} EHLO not supported\r\n".encode()
+    pipelining = b"250-PIPELINING\r\n" if script.pipelining else b""
+    return b"250-customer.test\r\n" + pipelining + b"250-8BITMIME\r\n250 SIZE 0\r\n"
+
+
 async def _receive_data(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
@@ -142,9 +165,12 @@ async def _receive_data(
 ) -> bool:
     """Read one message; return False when the script drops the connection."""
     try:
-        stuffed = await asyncio.wait_for(reader.readuntil(b"\r\n.\r\n"), TIMEOUT)
+        stuffed = await asyncio.wait_for(_read_until_end_of_data(reader, script.keep_data), TIMEOUT)
     except asyncio.IncompleteReadError:
         return False
+    if stuffed == b".\r\n":
+        writer.write(b"554 5.5.1 no valid recipients\r\n")
+        return True
     number = result.message_count
     result.message_count += 1
     if script.drop_after is not None and result.message_count >= script.drop_after:

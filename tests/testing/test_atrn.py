@@ -140,3 +140,37 @@ async def test_large_message_is_byte_identical() -> None:
     async with Provider(users=USERS, queue=messages) as provider:
         result = await asyncio.wait_for(run_customer(provider.port), TEST_TIMEOUT)
     assert [m.data for m in result.messages] == [m.data for m in messages]
+
+
+async def test_pipelined_delivery() -> None:
+    """With PIPELINING offered, MAIL, RCPT and DATA go out in one write and all messages arrive."""
+    messages = make_messages(DOMAIN, 4, 1500)
+    async with Provider(users=USERS, queue=messages) as provider:
+        result = await run_customer(provider.port, script=Script(pipelining=True))
+    assert [m.data for m in result.messages] == [m.data for m in messages]
+    assert provider.queue == []
+    sent = [entry.line for entry in provider.transcript if entry.direction == "sent"]
+    mail_index = next(i for i, line in enumerate(sent) if line.startswith("MAIL FROM:"))
+    assert sent[mail_index + 1].startswith("RCPT TO:")
+    assert sent[mail_index + 2] == "DATA"
+
+
+async def test_pipelined_rejected_recipient() -> None:
+    """A pipelined DATA that got 354 after a rejected RCPT is ended with a lone dot; mail stays queued."""
+    script = Script(pipelining=True, rcpt_reply="550 5.1.1 no such user")
+    async with Provider(users=USERS, queue=make_messages(DOMAIN, 2)) as provider:
+        result = await run_customer(provider.port, script=script)
+    assert result.message_count == 0
+    assert len(provider.queue) == 2
+    assert [(r.stage, r.reply.code) for r in provider.rejections] == [("RCPT", 550), ("RCPT", 550)]
+    assert result.commands[-1] == "QUIT"
+
+
+async def test_unpipelined_rejected_recipient_skips_data() -> None:
+    """Without PIPELINING a rejected RCPT leads to RSET, never DATA."""
+    script = Script(rcpt_reply="550 5.1.1 no such user")
+    async with Provider(users=USERS, queue=make_messages(DOMAIN, 1)) as provider:
+        result = await run_customer(provider.port, script=script)
+    assert "DATA" not in result.commands
+    assert "RSET" in result.commands
+    assert len(provider.queue) == 1
