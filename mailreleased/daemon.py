@@ -166,12 +166,12 @@ class Daemon:
         if self.metrics is not None:
             self.metrics.observe(records, self.store.targets.get(target.name))
 
-    def trigger_run(self, source: str) -> None:
-        """Start a processing run of all targets now (SIGUSR1); the every-N rule applies."""
+    def trigger_run(self, source: str, names: list[str] | None = None) -> None:
+        """Start a processing run of ``names`` (default: all targets) now; the every-N rule applies."""
         if self.stopping.is_set():
             return
-        log.info("release_requested", source=source, targets=None, force=False)
-        task = asyncio.ensure_future(self.tick([target.name for target in self.config.targets]))
+        log.info("release_requested", source=source, targets=names, force=False)
+        task = asyncio.ensure_future(self.tick(names or [target.name for target in self.config.targets]))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
@@ -179,7 +179,8 @@ class Daemon:
         """Load the config file again and apply it; keep the old config if the new one is invalid.
 
         In-flight runs finish with the config they started with, and new runs
-        use the new one. Counters of targets that remain are kept.
+        use the new one. Counters of targets that remain are kept, and targets
+        new to the file run at once, as every target does at start-up.
         """
         self.notifier.reloading()
         log.info("config_reload_started", config=str(self.config_path))
@@ -191,9 +192,13 @@ class Daemon:
             )
             self.notifier.ready(self.summary())
             return False
+        known = {target.name for target in self.config.targets}
         self._apply(new)
         self.notifier.ready(self.summary())
-        log.info("config_reloaded", targets=len(self.config.targets), jobs=len(self._schedules))
+        added = [target.name for target in self.config.targets if target.name not in known]
+        log.info("config_reloaded", targets=len(self.config.targets), jobs=len(self._schedules), added=added)
+        if added:
+            self.trigger_run("reload", added)
         return True
 
     def _apply(self, new: Config) -> None:
@@ -320,6 +325,7 @@ async def serve(
     shutdown_trigger: asyncio.Event | None = None,
     *,
     loader: ConfigLoader | None = None,
+    notifier: Notifier | None = None,
 ) -> int:
     """Run the daemon until SIGTERM or SIGINT (or ``shutdown_trigger``); return the exit code.
 
@@ -329,7 +335,7 @@ async def serve(
     stop = shutdown_trigger or asyncio.Event()
     loop = asyncio.get_running_loop()
     shutdown.reset()
-    daemon = Daemon(config, config_path, loader=loader)
+    daemon = Daemon(config, config_path, loader=loader, notifier=notifier)
     control = ControlServer(config.control.socket, daemon.handle_request)
     await control.start()
     installed: list[signal.Signals] = []
