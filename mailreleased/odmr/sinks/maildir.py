@@ -30,6 +30,9 @@ log = structlog.get_logger("mailreleased.odmr.maildir")
 
 # Maildir convention: a file left in tmp/ for 36 hours is abandoned.
 STALE_TMP_AGE = 36 * 3600.0
+# Body bytes gathered before one write in a worker thread: fewer thread
+# hand-offs, and memory stays far below the size of large messages.
+WRITE_BATCH = 1024 * 1024
 _PLACEHOLDERS = ("{recipient}", "{local}", "{domain}")
 _TMP_NAME = re.compile(r"^\d+\.M\d+P(\d+)Q\d+\.(.+)$")
 _counter = itertools.count(1)
@@ -229,10 +232,16 @@ class MaildirSink(Sink):
     @staticmethod
     async def _write_body(files: list[_MaildirFile], body: AsyncIterator[bytes]) -> None:
         converter = _CrlfToLf()
+        batch: list[bytes] = []
+        batched = 0
         async for chunk in body:
-            data = converter.feed(chunk)
-            await asyncio.to_thread(_write_all, files, data)
-        await asyncio.to_thread(_write_all, files, converter.end())
+            batch.append(converter.feed(chunk))
+            batched += len(batch[-1])
+            if batched >= WRITE_BATCH:
+                await asyncio.to_thread(_write_all, files, b"".join(batch))
+                batch, batched = [], 0
+        batch.append(converter.end())
+        await asyncio.to_thread(_write_all, files, b"".join(batch))
 
 
 def _trace_headers(sender: str, delivered_to: str | None) -> bytes:
