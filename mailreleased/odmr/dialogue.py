@@ -131,6 +131,39 @@ def _parse_parameters(text: str) -> dict[str, str | None]:
     return parameters
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class MailOptions:
+    """The ``MAIL`` parameters this receiver understands (RFC 1870, 6152 and 6531)."""
+
+    size: int | None = None
+    body_8bit: bool = False
+    smtputf8: bool = False
+
+
+def mail_options(parameters: dict[str, str | None]) -> MailOptions:
+    """Check ``MAIL`` parameters: SIZE, BODY=7BIT or 8BITMIME, and SMTPUTF8.
+
+    Raises CommandSyntaxError for a malformed value (501) or any other
+    parameter (555), since the EHLO reply advertises no other extension.
+    """
+    size: int | None = None
+    body_8bit = smtputf8 = False
+    for name, value in parameters.items():
+        if name == "SIZE":
+            if value is None or not value.isdigit() or len(value) > 20:
+                raise CommandSyntaxError("501 5.5.4 Invalid SIZE value")
+            size = int(value)
+        elif name == "BODY":
+            if value is None or value.upper() not in ("7BIT", "8BITMIME"):
+                raise CommandSyntaxError("501 5.5.4 Unsupported BODY value")
+            body_8bit = value.upper() == "8BITMIME"
+        elif name == "SMTPUTF8" and value is None:
+            smtputf8 = True
+        else:
+            raise CommandSyntaxError("555 5.5.4 Unsupported MAIL parameter")
+    return MailOptions(size, body_8bit, smtputf8)
+
+
 def domain_of(address: str) -> str:
     """Return the domain part of an address, lower-cased."""
     return address.rpartition("@")[2].lower()

@@ -30,6 +30,8 @@ log = structlog.get_logger("mailreleased.odmr.receiver")
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _CLOSE_TIMEOUT = 5.0
+# Replies to pipelined commands queued before waiting for the provider to read them.
+_PIPELINE_BUFFER = 64 * 1024
 
 MessageCallback = Callable[[int], None]
 
@@ -174,8 +176,8 @@ class ReversedSession:
         if self._write_failed:
             return
         self._writer.write(text.encode("ascii") + b"\r\n")
-        if self._input.has_line():
-            return  # more pipelined commands are waiting; their replies follow in one write
+        if self._input.has_line() and self._writer.transport.get_write_buffer_size() < _PIPELINE_BUFFER:
+            return  # more pipelined commands are waiting; their replies go out together
         try:
             async with asyncio.timeout(self._limits.command_timeout):
                 await self._writer.drain()
@@ -236,33 +238,16 @@ class ReversedSession:
         if self._state is not State.READY:
             raise CommandSyntaxError("503 5.5.1 Nested MAIL command")
         path = dialogue.parse_mail_from(argument)
-        transaction = _Transaction(path.address)
-        rejection = self._check_mail_parameters(path.parameters, transaction)
-        if rejection is not None:
-            await self._send_result(rejection)
+        options = dialogue.mail_options(path.parameters)
+        if options.size is not None and options.size > self._limits.max_message_size:
+            await self._reply("552 5.3.4 Message size exceeds fixed maximum message size")
             return
+        transaction = _Transaction(path.address, options.smtputf8, options.body_8bit)
         verdict = await self._sink.check_sender(path.address, smtputf8=transaction.smtputf8)
         if verdict.ok:
             self._transaction = transaction
             self._state = State.MAIL
         await self._send_result(verdict)
-
-    def _check_mail_parameters(self, parameters: dict[str, str | None], transaction: _Transaction) -> DeliveryResult | None:
-        for name, value in parameters.items():
-            if name == "SIZE":
-                if value is None or not value.isdigit() or len(value) > 20:
-                    raise CommandSyntaxError("501 5.5.4 Invalid SIZE value")
-                if int(value) > self._limits.max_message_size:
-                    return DeliveryResult(552, "5.3.4 Message size exceeds fixed maximum message size")
-            elif name == "BODY":
-                if value is None or value.upper() not in ("7BIT", "8BITMIME"):
-                    raise CommandSyntaxError("501 5.5.4 Unsupported BODY value")
-                transaction.body_8bit = value.upper() == "8BITMIME"
-            elif name == "SMTPUTF8" and value is None:
-                transaction.smtputf8 = True
-            else:
-                raise CommandSyntaxError("555 5.5.4 Unsupported MAIL parameter")
-        return None
 
     async def _rcpt(self, argument: str) -> None:
         if self._transaction is None:

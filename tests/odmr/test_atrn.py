@@ -13,6 +13,7 @@ from mailreleased.config.model import Target
 from mailreleased.odmr import atrn_command, run_atrn
 from mailreleased.outcome import Outcome
 from mailreleased.testing.faults import Faults
+from mailreleased.testing.fixtures import make_loopback_certificate, trustme_available
 from mailreleased.testing.messages import make_messages
 from mailreleased.testing.provider import Provider
 
@@ -190,3 +191,17 @@ async def test_host_failover(tmp_path: Path) -> None:
         record = await run(target)
     assert record.outcome is Outcome.RECEIVED
     assert record.host == "127.0.0.1"
+
+
+@pytest.mark.skipif(not trustme_available(), reason="trustme not installed")
+async def test_reversal_inside_tls(tmp_path: Path) -> None:
+    """After STARTTLS the reversed session runs in the same TLS session and the trace says ESMTPS."""
+    certificate = make_loopback_certificate(tmp_path / "tls")
+    async with Provider(users=USERS, queue=make_messages(DOMAIN, 2), tls_cert=certificate.cert_path,
+                        tls_key=certificate.key_path) as provider:
+        target = target_for(provider.port, tmp_path / "Maildir", tls="starttls", tls_ca_file=str(certificate.ca_path),
+                            auth={"username": "user", "password": "password", "mechanisms": ["PLAIN"]})
+        record = await run(target)
+    assert record.outcome is Outcome.RECEIVED
+    assert record.messages == 2
+    assert all(b" with ESMTPS id " in data for data in delivered(tmp_path / "Maildir"))

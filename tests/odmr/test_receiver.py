@@ -247,3 +247,26 @@ async def test_hello_requires_name(verb: bytes) -> None:
     """EHLO or HELO without a name gets 501."""
     transcript = await run_script([verb + b"\r\n", QUIT])
     assert transcript.codes == [220, 501, 221]
+
+
+async def test_session_timeout_closes() -> None:
+    """The whole-session cap ends a session that is still open, with 421."""
+    limits = ReceiverLimits(session_timeout=0.05)
+    transcript = await run_script([EHLO], limits=limits, close=False)
+    assert transcript.codes == [220, 250, 421]
+    assert not transcript.result.clean
+    assert "session exceeded" in (transcript.result.detail or "")
+
+
+class CrashingSink(MemorySink):
+    """A sink with a bug: it raises an unexpected exception."""
+
+    async def deliver(self, envelope, body):  # type: ignore[no-untyped-def]
+        raise RuntimeError("sink bug")
+
+
+async def test_sink_exception_gives_451() -> None:
+    """An unexpected error in a sink gives 451 and the session goes on."""
+    transcript = await run_script([EHLO, message(b"x\r\n.\r\n"), b"NOOP\r\n", QUIT], CrashingSink())
+    assert transcript.codes == [220, 250, 250, 250, 354, 451, 250, 221]
+    assert transcript.result.messages == 0
