@@ -30,11 +30,19 @@ class RecordingNotifier(Notifier):
         super().__init__({})
         self.messages: list[str] = []
         self.ready_event = asyncio.Event()
+        self._received = asyncio.Event()
 
     def send(self, *lines: str) -> None:
         self.messages.append("\n".join(lines))
+        self._received.set()
         if "READY=1" in lines:
             self.ready_event.set()
+
+    async def wait_for(self, line: str) -> None:
+        """Return once a datagram contained ``line``; callers bound the wait."""
+        while not any(line in message.split("\n") for message in self.messages):
+            self._received.clear()
+            await self._received.wait()
 
 
 class ScriptedSignaler:
