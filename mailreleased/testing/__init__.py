@@ -1,8 +1,8 @@
 """A built-in loopback ETRN and ODMR (ATRN) provider for demos, tests and benchmarks.
 
-The provider holds a mail queue, answers ETRN and ATRN like a mail host that
-keeps mail for its customers, and after a successful ATRN turns the line around
-and delivers the queue as an SMTP client. Import it from
+The provider keeps a mail queue and replies to ETRN and ATRN as a mail host
+that stores mail for its customers does. After a successful ATRN it turns the
+line around and delivers the queue as an SMTP client. Import it from
 :mod:`mailreleased.testing.provider`; run it as a separate process with
 ``python -m mailreleased.testing.provider --help``.
 

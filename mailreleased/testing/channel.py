@@ -67,9 +67,9 @@ class Channel:
         return line
 
     async def read_secret(self) -> str:
-        """Read one AUTH answer line; the transcript stores a placeholder instead."""
+        """Read one AUTH response line; the transcript stores a placeholder instead."""
         line = await read_line(self.reader, self.state.settings.command_timeout)
-        self.state.record(self.session, "received", "<auth answer>")
+        self.state.record(self.session, "received", "<auth response>")
         return line
 
     async def read_reply(self) -> Reply:

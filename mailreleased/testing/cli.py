@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port-file", type=Path, help="file that receives the first listener's port once bound")
     parser.add_argument("--hostname", default="provider.test", help="name in the greeting and in EHLO")
     parser.add_argument("--multiline-greeting", action="store_true", help="send a two-line 220 greeting")
-    parser.add_argument("--require-tls-auth", action="store_true", help="answer AUTH PLAIN and LOGIN with 538 before TLS")
+    parser.add_argument("--require-tls-auth", action="store_true", help="reply 538 to AUTH PLAIN and LOGIN before STARTTLS")
     parser.add_argument("--max-messages-per-session", type=int, metavar="N", help="deliver at most N per ATRN")
     parser.add_argument(
         "--no-pipelining", action="store_true", help="send MAIL, RCPT and DATA one at a time even if offered PIPELINING"

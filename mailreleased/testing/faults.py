@@ -12,13 +12,13 @@ class Faults:
     All fields default to a well-behaved provider.
     """
 
-    # Answer the connection with "421" and close, as an overloaded server does.
+    # Greet with "421" and close, as an overloaded server does.
     greeting_421: bool = False
     # Seconds to wait before sending each reply and each command of the reversed session.
     reply_delay: float = 0.0
     # Send the EHLO reply with a bare code line and LF-only line ends.
     odd_replies: bool = False
-    # Answer every AUTH with 535, whatever the credentials.
+    # Reply 535 to every AUTH, whatever the credentials.
     refuse_auth: bool = False
     # After this many acknowledged messages in one reversed session, start the
     # next message's DATA and drop the connection part-way.
@@ -30,7 +30,7 @@ class Faults:
     replies: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def drops_message(self, acknowledged: int) -> bool:
-        """Whether the message after ``acknowledged`` delivered ones is to be cut off."""
+        """Return whether the message after ``acknowledged`` delivered ones is to be cut off."""
         if self.drop_after_messages is None and self.drop_after_bytes is None:
             return False
         threshold = self.drop_after_messages or 0

@@ -55,8 +55,8 @@ class QueuedMessage:
             for start in range(0, len(view), size):
                 yield view[start : start + size]
             return
-        # NOTE: file reads block the event loop for one chunk at a time; for a
-        # loopback test provider reading from the page cache that is acceptable.
+        # NOTE: file reads block the event loop for one chunk at a time. That is
+        # acceptable for a loopback test provider that reads from the page cache.
         with self.source.open("rb") as stream:
             stream.seek(self.source_offset)
             while chunk := stream.read(size):

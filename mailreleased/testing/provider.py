@@ -228,7 +228,10 @@ class Provider:
 
     @property
     def transcript(self) -> list[TranscriptEntry]:
-        """Lines sent and received, with AUTH answers replaced by a placeholder."""
+        """Lines sent and received, with AUTH responses replaced by a placeholder.
+
+        Each reply from the customer is one entry, multi-line replies joined by spaces.
+        """
         return self.state.transcript
 
     @property

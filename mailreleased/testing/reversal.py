@@ -1,6 +1,6 @@
 """The provider's SMTP client after the ATRN turnaround: deliver the queue to the customer.
 
-A message leaves the queue only when the customer answers its DATA with 250.
+A message leaves the queue only when the customer replies 250 to its data.
 Every other ending (4xx, 5xx, timeout, dropped connection) keeps it queued
 for the next ATRN, as a real provider's queue does. A 5xx reply is recorded
 in ``ProviderState.rejections`` where a real MTA would bounce the message.
@@ -23,7 +23,7 @@ logger = logging.getLogger("mailreleased.testing.provider")
 
 
 class Transfer(enum.Enum):
-    """How one message transaction ended."""
+    """Ending of one message transaction."""
 
     ACCEPTED = "accepted"
     KEPT = "kept"

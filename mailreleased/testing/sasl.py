@@ -1,7 +1,7 @@
 """Server-side SASL checks for AUTH PLAIN, LOGIN and CRAM-MD5.
 
-The dialogue (334 challenges, reading answers) lives in the session; these
-functions only decode client answers and check credentials.
+The dialogue (334 challenges, reading responses) lives in the session. These
+functions only decode client responses and check credentials.
 """
 
 from __future__ import annotations
@@ -22,18 +22,18 @@ LOGIN_USERNAME_PROMPT = base64.b64encode(b"Username:").decode("ascii")
 LOGIN_PASSWORD_PROMPT = base64.b64encode(b"Password:").decode("ascii")
 
 
-class InvalidAnswer(ValueError):
-    """A client answer is not valid base64 or has the wrong shape (reply 501)."""
+class InvalidResponse(ValueError):
+    """A client response is not valid base64 or has the wrong shape (reply 501)."""
 
 
-def decode_answer(line: str) -> bytes:
-    """Decode one base64 client answer; ``=`` is an empty answer."""
+def decode_response(line: str) -> bytes:
+    """Decode one base64 client response; ``=`` is an empty response."""
     if line == "=":
         return b""
     try:
         return base64.b64decode(line.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError) as exc:
-        raise InvalidAnswer("answer is not valid base64") from exc
+        raise InvalidResponse("response is not valid base64") from exc
 
 
 def password_matches(users: Mapping[str, str], username: str, password: str) -> bool:
@@ -44,11 +44,11 @@ def password_matches(users: Mapping[str, str], username: str, password: str) -> 
     return hmac.compare_digest(expected.encode("utf-8"), password.encode("utf-8"))
 
 
-def check_plain(users: Mapping[str, str], answer: bytes) -> str | None:
-    """Check a PLAIN answer (``authzid NUL authcid NUL password``); return the user or None."""
-    parts = answer.split(b"\0")
+def check_plain(users: Mapping[str, str], response: bytes) -> str | None:
+    """Check a PLAIN response (``authzid NUL authcid NUL password``); return the user or None."""
+    parts = response.split(b"\0")
     if len(parts) != 3:
-        raise InvalidAnswer("PLAIN answer must have three NUL-separated parts")
+        raise InvalidResponse("PLAIN response must have three NUL-separated parts")
     authzid, username, password = (part.decode("utf-8", errors="replace") for part in parts)
     if authzid and authzid != username:
         return None
@@ -60,11 +60,11 @@ def make_cram_challenge(hostname: str) -> bytes:
     return f"<{secrets.randbelow(10**10)}.{int(time.time())}@{hostname}>".encode("ascii")
 
 
-def check_cram_md5(users: Mapping[str, str], challenge: bytes, answer: bytes) -> str | None:
-    """Check a CRAM-MD5 answer ``username SP hex-digest``; return the user or None."""
-    username_bytes, _, digest = answer.rpartition(b" ")
+def check_cram_md5(users: Mapping[str, str], challenge: bytes, response: bytes) -> str | None:
+    """Check a CRAM-MD5 response ``username SP hex-digest``; return the user or None."""
+    username_bytes, _, digest = response.rpartition(b" ")
     if not username_bytes or not digest:
-        raise InvalidAnswer("CRAM-MD5 answer must be 'username digest'")
+        raise InvalidResponse("CRAM-MD5 response must be 'username digest'")
     username = username_bytes.decode("utf-8", errors="replace")
     password = users.get(username)
     if password is None:

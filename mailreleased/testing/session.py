@@ -1,7 +1,7 @@
 """The provider's server dialogue before the turnaround: greeting, EHLO, STARTTLS, AUTH, ETRN, ATRN.
 
-RFC 2645 lets an ODMR provider answer every command other than EHLO, AUTH,
-ATRN and QUIT with 502; this one also takes HELO, ETRN, STARTTLS, NOOP and RSET.
+RFC 2645 lets an ODMR provider reply 502 to every command other than EHLO,
+AUTH, ATRN and QUIT. This one also takes HELO, ETRN, STARTTLS, NOOP and RSET.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ MAX_ERRORS = 20
 
 
 class SessionState(enum.Enum):
-    """Where the customer is in the dialogue."""
+    """Position of the customer in the dialogue."""
 
     GREETED = "greeted"
     HELLO = "hello"
@@ -31,15 +31,15 @@ class ServerSession:
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
-        self.state_ = channel.state
+        self.shared = channel.state
         self.settings = channel.state.settings
         self.phase = SessionState.GREETED
         self.username: str | None = None
         self.errors = 0
 
     async def run(self) -> None:
-        """Greet the customer and answer commands until QUIT, turnaround, error or EOF."""
-        if self.state_.faults.greeting_421:
+        """Greet the customer and reply to commands until QUIT, turnaround, error or EOF."""
+        if self.shared.faults.greeting_421:
             await self.channel.reply(421, f"{self.settings.hostname} Service not available, closing channel")
             return
         await self._greet()
@@ -95,7 +95,7 @@ class ServerSession:
             return
         self._reset_hello()
         lines = [f"{self.settings.hostname} greets {argument}", *self._capabilities()]
-        if self.state_.faults.odd_replies and "EHLO" not in self.state_.faults.replies:
+        if self.shared.faults.odd_replies and "EHLO" not in self.shared.faults.replies:
             # A bare first-line code and LF-only line ends, as some broken servers send.
             odd = "250-\n" + "".join(f"250-{line}\n" for line in lines[1:-1]) + f"250 {lines[-1]}\n"
             await self.channel.send_raw(odd.encode("ascii"))
@@ -148,13 +148,13 @@ class ServerSession:
     async def _run_auth(self, mechanism: str, initial: str) -> None:
         try:
             username = await self._exchange(mechanism, initial)
-        except sasl.InvalidAnswer as exc:
+        except sasl.InvalidResponse as exc:
             await self._error(501, f"5.5.2 {exc}", "AUTH")
             return
         except _Cancelled:
             await self._error(501, "5.7.0 Authentication cancelled", "AUTH")
             return
-        if username is None or self.state_.faults.refuse_auth:
+        if username is None or self.shared.faults.refuse_auth:
             await self._error(535, "5.7.8 Authentication credentials invalid", "AUTH")
             return
         self.username = username
@@ -164,33 +164,33 @@ class ServerSession:
     async def _exchange(self, mechanism: str, initial: str) -> str | None:
         users = self.settings.users
         if mechanism == "PLAIN":
-            answer = initial if initial else await self._challenge(b"")
-            return sasl.check_plain(users, sasl.decode_answer(answer))
+            response = initial if initial else await self._challenge(b"")
+            return sasl.check_plain(users, sasl.decode_response(response))
         if mechanism == "LOGIN":
             if initial:
-                name_answer = initial
+                name_response = initial
             else:
-                name_answer = await self._challenge(b"Username:")
-            username = sasl.decode_answer(name_answer).decode("utf-8", errors="replace")
-            password = sasl.decode_answer(await self._challenge(b"Password:")).decode("utf-8", errors="replace")
+                name_response = await self._challenge(b"Username:")
+            username = sasl.decode_response(name_response).decode("utf-8", errors="replace")
+            password = sasl.decode_response(await self._challenge(b"Password:")).decode("utf-8", errors="replace")
             return username if sasl.password_matches(users, username, password) else None
         challenge = sasl.make_cram_challenge(self.settings.hostname)
-        return sasl.check_cram_md5(users, challenge, sasl.decode_answer(await self._challenge(challenge)))
+        return sasl.check_cram_md5(users, challenge, sasl.decode_response(await self._challenge(challenge)))
 
     async def _challenge(self, challenge: bytes) -> str:
         await self.channel.reply(334, base64.b64encode(challenge).decode("ascii"))
-        answer = await self.channel.read_secret()
-        if answer.strip() == "*":
+        response = await self.channel.read_secret()
+        if response.strip() == "*":
             raise _Cancelled
-        return answer.strip()
+        return response.strip()
 
     async def _etrn(self, argument: str) -> None:
         if not argument:
             await self._error(500, "5.5.2 Syntax: ETRN domain", "ETRN")
             return
-        self.state_.etrn_requests.append(argument)
+        self.shared.etrn_requests.append(argument)
         node = argument.lstrip("@#")
-        if self.settings.etrn_report_empty and not self.state_.store.for_domains([node]):
+        if self.settings.etrn_report_empty and not self.shared.store.for_domains([node]):
             await self.channel.reply(251, f"OK, no messages waiting for node {node}", verb="ETRN")
             return
         await self.channel.reply(250, "Queuing started", verb="ETRN")
@@ -201,14 +201,14 @@ class ServerSession:
             return
         allowed = self.settings.allowed_domains(self.username)
         requested = tuple(d.lower() for d in argument.split(",") if d) if argument else tuple(sorted(allowed))
-        self.state_.atrn_requests.append((self.username, requested))
+        self.shared.atrn_requests.append((self.username, requested))
         if not set(requested) <= allowed:
             await self._error(450, "4.7.1 ATRN request refused", "ATRN")
             return
-        if set(requested) & self.state_.busy_domains:
+        if set(requested) & self.shared.busy_domains:
             await self._error(451, "4.3.0 Unable to process ATRN request now", "ATRN")
             return
-        if not self.state_.store.for_domains(requested):
+        if not self.shared.store.for_domains(requested):
             await self.channel.reply(453, "You have no mail", verb="ATRN")
             return
         code = await self.channel.reply(250, "OK now reversing the connection", verb="ATRN")
@@ -219,5 +219,5 @@ class ServerSession:
 
 
 class _Cancelled(Exception):
-    """The client answered a challenge with "*"."""
+    """The client cancelled the exchange with "*"."""
 

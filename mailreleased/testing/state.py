@@ -15,7 +15,7 @@ from mailreleased.testing.wire import Reply
 
 @dataclasses.dataclass(frozen=True)
 class ProviderSettings:
-    """How the provider behaves; fixed for its lifetime."""
+    """Provider behaviour, fixed for its lifetime."""
 
     domains: frozenset[str]
     users: Mapping[str, str]
@@ -24,12 +24,12 @@ class ProviderSettings:
     hostname: str = "provider.test"
     multiline_greeting: bool = False
     tls_context: ssl.SSLContext | None = None
-    # Answer AUTH PLAIN and LOGIN with 538 until STARTTLS has run.
+    # Reply 538 to AUTH PLAIN and LOGIN until STARTTLS has run.
     require_tls_for_plaintext_auth: bool = False
     max_messages_per_session: int | None = None
     # Pipeline MAIL, RCPT and DATA after the turnaround when the customer offers PIPELINING.
     use_pipelining: bool = True
-    # Answer ETRN with 251 when nothing is queued for the node (RFC 1985), instead of Postfix's 250.
+    # Reply 251 (an RFC 1985 code) to ETRN when nothing is queued for the node, instead of Postfix's 250.
     etrn_report_empty: bool = False
     command_timeout: float = 300.0
     reply_timeout: float = 300.0
@@ -51,7 +51,7 @@ class TranscriptEntry:
 
 @dataclasses.dataclass(frozen=True)
 class Rejection:
-    """A message the customer answered with 5xx; it stays queued, where a real MTA would bounce it."""
+    """A message the customer rejected with 5xx. It stays queued, where a real MTA would bounce it."""
 
     message_id: str
     stage: str

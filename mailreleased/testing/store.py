@@ -4,7 +4,9 @@ With a queue directory the queue survives provider restarts and another
 process can inspect it: each message is ``<id>.msg``, a one-line JSON
 envelope followed by the raw message bytes. Files are written under
 ``tmp/``, fsynced and renamed into place, and removed only after the customer
-acknowledged the message with 250, so a crash never loses or half-writes one.
+acknowledged the message with 250. So a crash loses no message and leaves no
+half-written one in the queue, but a crash between the 250 and the removal
+delivers that message twice.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class MessageStore:
         return [message for message in self._messages.values() if message.domains & wanted]
 
     def is_seeded(self) -> bool:
-        """Whether the directory already got its initial messages (always False without one)."""
+        """Return whether the directory already got its initial messages (always False without one)."""
         return self.directory is not None and (self.directory / SEEDED_MARKER).exists()
 
     def mark_seeded(self) -> None:

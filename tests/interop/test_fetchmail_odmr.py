@@ -2,7 +2,7 @@
 
 fetchmail (Debian's package) authenticates with CRAM-MD5, sends
 ``ATRN <fetchdomains>`` and after the 250 proxies the connection to its
-``smtphost``, so the listener's greeting is what the provider sees as the
+``smtphost``, so the provider receives the listener's greeting as the
 customer's greeting. Every queued message must arrive there unchanged.
 """
 

@@ -57,7 +57,7 @@ async def send(writer: asyncio.StreamWriter, reader: asyncio.StreamReader, line:
 
 
 def cram_md5_answer(user: str, password: str, challenge_line: str) -> str:
-    """Compute the base64 CRAM-MD5 answer to a ``334`` challenge text."""
+    """Compute the base64 CRAM-MD5 response to a ``334`` challenge text."""
     challenge = base64.b64decode(challenge_line)
     digest = hmac.new(password.encode(), challenge, hashlib.md5).hexdigest()
     return base64.b64encode(f"{user} {digest}".encode()).decode()
@@ -121,7 +121,7 @@ async def serve_reversed(
                 recipients.append(line.partition(":")[2].strip("<>"))
             writer.write(script.rcpt_reply.encode() + b"\r\n")
         elif verb == "DATA":
-            # Always 354, even without valid recipients, as a pipelining server may answer.
+            # Always 354, even without valid recipients, as a pipelining server may reply.
             writer.write(b"354 go ahead\r\n")
             await writer.drain()
             if not await _receive_data(reader, writer, script, result, sender, recipients):

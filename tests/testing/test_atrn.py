@@ -40,7 +40,7 @@ async def test_atrn_foreign_domain_gets_450() -> None:
 
 
 async def test_atrn_empty_queue_gets_453() -> None:
-    """ATRN with nothing queued answers 453 You have no mail."""
+    """ATRN with nothing queued gets 453 You have no mail."""
     async with Provider(users=USERS) as provider:
         result = await run_customer(provider.port)
     assert result.atrn_reply is not None

@@ -35,7 +35,7 @@ async def test_queue_dir_survives_restart(tmp_path: Path) -> None:
 
 
 async def test_queue_dir_keeps_rejected_message(tmp_path: Path) -> None:
-    """A message answered with 451 stays on disk with its bytes intact."""
+    """A message rejected with 451 stays on disk with its bytes intact."""
     messages = make_messages(DOMAIN, 2, 800)
     queue_dir = tmp_path / "queue"
     script = Script(data_replies={0: "451 later"})

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import smtplib
+import socket
+import subprocess
+import sys
 
 import pytest
 
 from mailreleased.testing.messages import make_messages
 from mailreleased.testing.provider import Provider, check_listen_host
+from mailreleased.testing.wire import read_reply
 
 from .conftest import TIMEOUT, USERS, connect
 from .customer import cram_md5_answer, send
@@ -35,7 +39,7 @@ def _smtplib_login(port: int, mechanism: str, password: str) -> tuple[int, bytes
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN", "CRAM-MD5"])
 async def test_auth_mechanism_accepts_password(mechanism: str) -> None:
-    """Each mechanism answers 235 to the right password."""
+    """Each mechanism replies 235 to the right password."""
     async with Provider(users=USERS) as provider:
         code, _ = await asyncio.to_thread(_smtplib_login, provider.port, mechanism, "password")
     assert code == 235
@@ -43,14 +47,14 @@ async def test_auth_mechanism_accepts_password(mechanism: str) -> None:
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN", "CRAM-MD5"])
 async def test_auth_mechanism_rejects_password(mechanism: str) -> None:
-    """Each mechanism answers 535 to a wrong password."""
+    """Each mechanism replies 535 to a wrong password."""
     async with Provider(users=USERS) as provider:
         code, _ = await asyncio.to_thread(_smtplib_login, provider.port, mechanism, "wrong")
     assert code == 535
 
 
 async def test_auth_transcript_hides_answers() -> None:
-    """AUTH answers never reach the transcript."""
+    """AUTH responses never reach the transcript."""
     secret = base64.b64encode(b"\0user\0password").decode()
     async with Provider(users=USERS) as provider:
         reader, writer = await connect(provider.port)
@@ -207,7 +211,7 @@ async def test_slow_replies_fault() -> None:
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.1", "localhost", "::"])
 def test_non_loopback_bind_rejected(host: str) -> None:
-    """The provider rejects non-loopback and non-literal listen addresses unless told otherwise."""
+    """The provider rejects non-loopback and non-literal listen addresses by default."""
     with pytest.raises(ValueError):
         check_listen_host(host)
 
@@ -216,3 +220,40 @@ def test_non_loopback_bind_rejected(host: str) -> None:
 def test_loopback_bind_allowed(host: str) -> None:
     """Loopback literals pass the check."""
     check_listen_host(host)
+
+
+def _ipv6_loopback_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+async def test_extra_listener_serves_same_queue() -> None:
+    """A second listener (on ::1 when available) shares the queue and the records."""
+    extra_host = "::1" if _ipv6_loopback_available() else "127.0.0.1"
+    async with Provider(extra_listeners=[(extra_host, 0)]) as provider:
+        assert len(provider.addresses) == 2
+        host, port = provider.addresses[1]
+        reader, writer = await asyncio.open_connection(host, port)
+        await read_reply(reader, TIMEOUT)
+        reply = await send(writer, reader, f"ETRN {DOMAIN}")
+        writer.close()
+    assert host == extra_host
+    assert reply.code == 250
+    assert provider.etrn_requests == [DOMAIN]
+
+
+def test_cli_rejects_non_loopback_listen() -> None:
+    """The provider process exits 64 when asked to listen beyond loopback."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "mailreleased.testing.provider", "--listen", "0.0.0.0:0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 64
+    assert "not a loopback address" in completed.stderr
