@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--work-dir", type=Path, default=Path("/var/tmp"), metavar="DIR",
                         help="parent of the scratch directory (default /var/tmp); it is removed at the end")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory for inspection")
+    parser.add_argument("--render-only", type=Path, metavar="JSON",
+                        help="measure nothing; render the report again from a results JSON file")
     return parser
 
 
@@ -136,6 +138,12 @@ def _exit_status(results: dict[str, Any], ci: bool) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the selected measures, write the report and the raw JSON, return the exit status."""
     args = _parser().parse_args(argv)
+    if args.render_only is not None:
+        results = json.loads(args.render_only.read_text())
+        report_path = (args.out or REPOSITORY / "docs") / "benchmarks.md"
+        report_path.write_text(render(results))
+        print(f"wrote {report_path}", file=sys.stderr)
+        return 0
     numbers = _selected(args.only)
     if args.reps is not None and args.reps < 1:
         raise SystemExit("python -m bench: error: --reps must be at least 1")
