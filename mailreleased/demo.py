@@ -142,20 +142,21 @@ async def run_demo(directory: Path | None) -> int:
             records = await run_once(config, force=True)
             await provider.wait_idle(PROVIDER_TIMEOUT)
         etrn_requests = list(provider.etrn_requests)
+        delivered = len(provider.delivered)
         still_queued = len(provider.queue)
     print()
     print(format_table(records))
     print()
-    print(_summary(directory, etrn_requests, still_queued))
+    print(_summary(directory, etrn_requests, delivered, still_queued))
     return _exit_code(records, still_queued)
 
 
-def _summary(directory: Path, etrn_requests: list[str], still_queued: int) -> str:
+def _summary(directory: Path, etrn_requests: list[str], delivered: int, still_queued: int) -> str:
     new = directory / "Maildir" / "new"
     count = len(os.listdir(new)) if new.is_dir() else 0
     lines = [
         f"ETRN requests the provider recorded: {', '.join(etrn_requests) or 'none'}",
-        f"released mail: {count} messages in {new}",
+        f"released mail: {delivered} messages delivered in this run; {new} now holds {count} files",
         f"messages still queued at the provider: {still_queued}",
         f"demo files are in {directory}; remove the directory when done",
     ]

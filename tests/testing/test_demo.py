@@ -53,6 +53,6 @@ async def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     output = capsys.readouterr().out
     assert status == 0, output
     assert len(list((tmp_path / "Maildir" / "new").iterdir())) == DEMO_MESSAGES
-    assert f"released mail: {DEMO_MESSAGES} messages" in output
+    assert f"released mail: {DEMO_MESSAGES} messages delivered" in output
     assert "demo-etrn" in output
     assert "demo-atrn" in output
