@@ -1,6 +1,6 @@
 """Run ODMR (RFC 2645) for one target: AUTH, ATRN, then receive the released mail.
 
-After the provider answers 250 to ATRN the connection turns around and
+After the provider replies 250 to ATRN the connection turns around and
 :mod:`~mailreleased.odmr.receiver` takes the mail. A provider may deliver
 only part of its queue per session, so after a session that delivered mail
 the customer connects again and repeats ATRN until the provider answers
@@ -83,7 +83,7 @@ async def run_atrn(
     with the totals so far, for a live counter.
     """
     if target.delivery is None:
-        raise ValueError(f"target {target.name!r} has no 'delivery'; ATRN needs one")
+        raise ValueError(f"target {target.name!r} has no 'delivery'; method 'atrn' requires one")
     started = time.monotonic()
     progress = _Progress(target.name, on_progress)
     sink = make_sink(target.delivery)

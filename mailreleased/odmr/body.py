@@ -18,8 +18,9 @@ _LF = 0x0A
 class DecodedChunk:
     """What one ``feed`` produced.
 
-    ``data`` is message content, ``done`` says the end-of-data line was seen,
-    and ``rest`` holds the bytes after that line (pipelined commands).
+    ``data`` is message content, ``done`` is true once the end-of-data line
+    was read, and ``rest`` contains the bytes after that line (pipelined
+    commands).
     """
 
     data: bytes

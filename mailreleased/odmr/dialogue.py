@@ -1,6 +1,6 @@
 """Parse the commands a provider sends after the ATRN reversal.
 
-This layer holds no I/O: it turns a command line into a :class:`Command`,
+This layer does no I/O: it turns a command line into a :class:`Command`,
 a ``MAIL``/``RCPT`` argument into an address with parameters, and decides
 whether a recipient belongs to the target's domains.
 """
@@ -13,7 +13,7 @@ import re
 
 
 class State(enum.Enum):
-    """Where the reversed session stands, as RFC 5321 section 4.1.4 orders commands."""
+    """Position of the reversed session in the command order of RFC 5321 section 4.1.4."""
 
     GREETED = "greeted"
     READY = "ready"

@@ -1,6 +1,6 @@
 """The SMTP server that takes the provider's mail after the ATRN reversal.
 
-Once the provider has answered 250 to ATRN, it becomes the SMTP client on
+Once the provider has replied 250 to ATRN, it becomes the SMTP client on
 the same connection (and TLS session) and this module speaks the server
 side: greeting, EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, VRFY and QUIT.
 Command parsing lives in :mod:`~mailreleased.odmr.dialogue`, byte handling
@@ -41,7 +41,7 @@ class SessionResult:
     """What one reversed session achieved.
 
     ``clean`` is true when the provider sent QUIT; otherwise the session
-    broke and ``detail`` says how. ``bytes`` counts message content without
+    broke and ``detail`` gives the reason. ``bytes`` counts message content without
     the added trace header.
     """
 

@@ -71,7 +71,7 @@ async def test_receives_whole_queue(tmp_path: Path) -> None:
 
 
 async def test_drains_across_sessions(tmp_path: Path) -> None:
-    """A provider that sends two messages per session is asked again until it answers 453."""
+    """A provider that sends two messages per session gets ATRN again until it replies 453."""
     async with Provider(users=USERS, queue=make_messages(DOMAIN, 5), max_messages_per_session=2) as provider:
         record = await run(target_for(provider.port, tmp_path))
         requests = len(provider.atrn_requests)
@@ -82,7 +82,7 @@ async def test_drains_across_sessions(tmp_path: Path) -> None:
 
 
 async def test_stops_at_max_sessions(tmp_path: Path) -> None:
-    """Draining stops at max_sessions and says that more mail may be waiting."""
+    """Draining stops at max_sessions and the detail reports that more mail may be waiting."""
     async with Provider(users=USERS, queue=make_messages(DOMAIN, 5), max_messages_per_session=2) as provider:
         record = await run(target_for(provider.port, tmp_path, max_sessions=2))
         left = len(provider.queue)
@@ -154,7 +154,7 @@ async def test_follow_up_failure_keeps_received(tmp_path: Path) -> None:
 
 
 async def test_progress_hook(tmp_path: Path) -> None:
-    """The progress hook sees running totals after each message."""
+    """The progress hook gets running totals after each message."""
     seen: list[tuple[int, int]] = []
     messages = make_messages(DOMAIN, 3, 1000)
     async with Provider(users=USERS, queue=messages) as provider:
@@ -195,7 +195,7 @@ async def test_host_failover(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not trustme_available(), reason="trustme not installed")
 async def test_reversal_inside_tls(tmp_path: Path) -> None:
-    """After STARTTLS the reversed session runs in the same TLS session and the trace says ESMTPS."""
+    """After STARTTLS the reversed session runs in the same TLS session and the trace header names ESMTPS."""
     certificate = make_loopback_certificate(tmp_path / "tls")
     async with Provider(users=USERS, queue=make_messages(DOMAIN, 2), tls_cert=certificate.cert_path,
                         tls_key=certificate.key_path) as provider:

@@ -85,7 +85,7 @@ async def test_missing_program_gives_451(tmp_path: Path) -> None:
 
 
 async def test_broken_body_kills_program(tmp_path: Path) -> None:
-    """A body cut short raises through the sink and the program never sees EOF on stdin."""
+    """A body cut short raises through the sink and the program never reads EOF on stdin."""
     sink, output = recorder(tmp_path, 0)
     with pytest.raises(BodyIncomplete):
         await sink.deliver(ENVELOPE, broken_body(b"half"))

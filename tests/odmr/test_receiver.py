@@ -66,7 +66,7 @@ async def test_null_sender_accepted() -> None:
 
 
 async def test_non_fqdn_helo_accepted() -> None:
-    """indimail's ``HELO AutoTURN`` is accepted; without EHLO the trace says SMTP."""
+    """indimail's ``HELO AutoTURN`` is accepted; without EHLO the trace header names SMTP."""
     sink = MemorySink()
     transcript = await run_script([b"HELO AutoTURN\r\n", message(b"x\r\n.\r\n"), QUIT], sink)
     assert transcript.codes == [220, 250, 250, 250, 354, 250, 221]
@@ -121,7 +121,7 @@ async def test_data_without_recipients() -> None:
 
 
 async def test_oversized_message_rejected_after_data() -> None:
-    """A message over max_message_size is read to its end, discarded and answered 552."""
+    """A message over max_message_size is read to its end, discarded and rejected with 552."""
     sink = MemorySink()
     limits = ReceiverLimits(max_message_size=1024)
     big = b"y" * 5000 + b"\r\n.\r\n"
@@ -186,7 +186,7 @@ async def test_line_too_long() -> None:
 
 
 async def test_too_many_errors_closes() -> None:
-    """At max_errors the receiver answers 421 4.7.0 and closes."""
+    """At max_errors the receiver replies 421 4.7.0 and closes."""
     limits = ReceiverLimits(max_errors=3)
     transcript = await run_script([b"BAD\r\nBAD\r\nBAD\r\nBAD\r\n"], limits=limits, close=False)
     assert transcript.codes == [220, 500, 500, 421]
@@ -195,7 +195,7 @@ async def test_too_many_errors_closes() -> None:
 
 
 async def test_too_many_commands_closes() -> None:
-    """Past max_commands the receiver answers 421 and closes."""
+    """Past max_commands the receiver replies 421 and closes."""
     limits = ReceiverLimits(max_commands=10)
     transcript = await run_script([b"NOOP\r\n" * 20], limits=limits, close=False)
     assert transcript.codes == [220] + [250] * 10 + [421]
@@ -270,3 +270,15 @@ async def test_sink_exception_gives_451() -> None:
     transcript = await run_script([EHLO, message(b"x\r\n.\r\n"), b"NOOP\r\n", QUIT], CrashingSink())
     assert transcript.codes == [220, 250, 250, 250, 354, 451, 250, 221]
     assert transcript.result.messages == 0
+
+
+async def test_trace_header_for_clause() -> None:
+    """The trace header names a single recipient but never lists several (Bcc stays private)."""
+    sink = MemorySink()
+    rcpts = ("a@example.org", "b@example.org")
+    await run_script([EHLO, message(b"x\r\n.\r\n"), message(b"y\r\n.\r\n", recipients=rcpts), QUIT], sink)
+    single = sink.messages[0].data
+    several = sink.messages[1].data
+    assert b"\tfor <bob@example.org>; " in single
+    assert b"for <" not in several
+    assert b"a@example.org" not in several

@@ -1,7 +1,7 @@
-"""The delivery interface: what a sink receives and what it must answer.
+"""The delivery interface: what a sink receives and what it must return.
 
 A sink takes each message the provider sends after the ATRN reversal and
-hands it on. It answers with a :class:`DeliveryResult`; a 2xx result
+hands it on. It returns a :class:`DeliveryResult`; a 2xx result
 promises that the message is stored durably, because the receiver sends
 that 250 to the provider, which then deletes its copy.
 """

@@ -148,7 +148,7 @@ class RelaySink(Sink):
         try:
             reply = await self._connection.command("RSET")
             if reply.code != 250:
-                raise RelayError(f"RSET answered {reply.code}")
+                raise RelayError(f"RSET failed with reply {reply.code}")
         except RelayError as exc:
             self._drop(exc)
         self._sender = None
