@@ -27,6 +27,7 @@ class Channel:
         self.state = state
         self.session = session
         self.tls_active = False
+        self.last_reply_code = 0
 
     async def _pause(self) -> None:
         delay = self.state.faults.reply_delay
@@ -42,9 +43,11 @@ class Channel:
         override = self.state.faults.replies.get(verb) if verb else None
         if override is None:
             await self.send_raw(format_reply(code, *lines))
-            return code
-        await self.send_raw(override.encode("utf-8") + b"\r\n")
-        return int(override[:3]) if override[:3].isdigit() else 0
+        else:
+            await self.send_raw(override.encode("utf-8") + b"\r\n")
+            code = int(override[:3]) if override[:3].isdigit() else 0
+        self.last_reply_code = code
+        return code
 
     async def send_raw(self, data: bytes, *, record: bool = True) -> None:
         """Write ``data`` as it is and wait until the transport accepted it."""

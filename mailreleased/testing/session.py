@@ -47,6 +47,9 @@ class ServerSession:
             line = await self.channel.read_command()
             verb, _, argument = line.partition(" ")
             await self._dispatch(verb.upper(), argument.strip())
+            if self.channel.last_reply_code == 421:
+                # A 421 (normally from a reply override) closes the session, as RFC 5321 says.
+                return
         if self.errors >= MAX_ERRORS:
             await self.channel.reply(421, "Too many errors, closing channel")
 

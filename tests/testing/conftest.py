@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+from mailreleased.testing.pytest_plugin import loopback_certificate, loopback_provider
 from mailreleased.testing.wire import read_reply
+
+__all__ = ["connect", "loopback_certificate", "loopback_provider"]
 
 USERS = {"user": "password"}
 TIMEOUT = 10.0

@@ -56,7 +56,7 @@ async def send(writer: asyncio.StreamWriter, reader: asyncio.StreamReader, line:
     return await read_reply(reader, TIMEOUT)
 
 
-def cram_md5_answer(user: str, password: str, challenge_line: str) -> str:
+def cram_md5_response(user: str, password: str, challenge_line: str) -> str:
     """Compute the base64 CRAM-MD5 response to a ``334`` challenge text."""
     challenge = base64.b64decode(challenge_line)
     digest = hmac.new(password.encode(), challenge, hashlib.md5).hexdigest()
@@ -79,7 +79,7 @@ async def run_customer(
         await read_reply(reader, TIMEOUT)
         await send(writer, reader, "EHLO customer.test")
         challenge = await send(writer, reader, "AUTH CRAM-MD5")
-        auth = await send(writer, reader, cram_md5_answer(user, password, challenge.lines[0]))
+        auth = await send(writer, reader, cram_md5_response(user, password, challenge.lines[0]))
         assert auth.code == 235, f"AUTH failed: {auth}"
         command = f"ATRN {atrn_argument}" if atrn_argument else "ATRN"
         result.atrn_reply = await send(writer, reader, command)
@@ -101,7 +101,8 @@ async def serve_reversed(
 ) -> None:
     """Be the SMTP server on the turned-around connection until QUIT, EOF or a scripted drop."""
     writer.write(script.greeting)
-    sender, recipients = "", []
+    sender = ""
+    recipients: list[str] = []
     while True:
         raw = await asyncio.wait_for(reader.readline(), TIMEOUT)
         if not raw:
@@ -114,7 +115,8 @@ async def serve_reversed(
         elif verb == "HELO":
             writer.write(b"250 customer.test\r\n")
         elif verb == "MAIL":
-            sender, recipients = line.partition(":")[2].split(" ")[0].strip("<>"), []
+            sender = line.partition(":")[2].split(" ")[0].strip("<>")
+            recipients = []
             writer.write(b"250 OK\r\n")
         elif verb == "RCPT":
             if script.rcpt_reply.startswith("250"):

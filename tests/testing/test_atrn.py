@@ -6,6 +6,7 @@ import asyncio
 
 from mailreleased.testing.messages import make_messages
 from mailreleased.testing.provider import Provider
+from mailreleased.testing.pytest_plugin import PROVIDER_MESSAGES, PROVIDER_PASSWORD, PROVIDER_USER
 
 from .customer import Script, run_customer, send
 from .conftest import USERS, connect
@@ -174,3 +175,10 @@ async def test_unpipelined_rejected_recipient_skips_data() -> None:
     assert "DATA" not in result.commands
     assert "RSET" in result.commands
     assert len(provider.queue) == 1
+
+
+async def test_fixture_provider_delivers(loopback_provider: Provider) -> None:
+    """The shared loopback_provider fixture serves its queue to a customer."""
+    result = await run_customer(loopback_provider.port, user=PROVIDER_USER, password=PROVIDER_PASSWORD)
+    assert result.message_count == PROVIDER_MESSAGES
+    assert loopback_provider.queue == []

@@ -16,32 +16,33 @@ from mailreleased.testing.provider import Provider, check_listen_host
 from mailreleased.testing.wire import read_reply
 
 from .conftest import TIMEOUT, USERS, connect
-from .customer import cram_md5_answer, send
+from .customer import cram_md5_response, send
 
 DOMAIN = "example.test"
 
 
-def _smtplib_login(port: int, mechanism: str, password: str) -> tuple[int, bytes]:
-    """Log in with the stdlib client using one mechanism; return the final reply."""
+def _smtplib_login(port: int, mechanism: str, password: str) -> int:
+    """Log in with the stdlib client using one mechanism; return the final reply code."""
     with smtplib.SMTP("127.0.0.1", port, local_hostname="customer.test", timeout=TIMEOUT) as client:
         client.ehlo()
         client.user, client.password = "user", password
-        authobject = {
-            "PLAIN": client.auth_plain,
-            "LOGIN": client.auth_login,
-            "CRAM-MD5": client.auth_cram_md5,
-        }[mechanism]
         try:
-            return client.auth(mechanism, authobject, initial_response_ok=mechanism == "PLAIN")
+            if mechanism == "PLAIN":
+                code, _ = client.auth("PLAIN", client.auth_plain, initial_response_ok=True)
+            elif mechanism == "LOGIN":
+                code, _ = client.auth("LOGIN", client.auth_login, initial_response_ok=False)
+            else:
+                code, _ = client.auth("CRAM-MD5", client.auth_cram_md5, initial_response_ok=False)
         except smtplib.SMTPAuthenticationError as exc:
-            return exc.smtp_code, exc.smtp_error
+            return exc.smtp_code
+        return code
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN", "CRAM-MD5"])
 async def test_auth_mechanism_accepts_password(mechanism: str) -> None:
     """Each mechanism replies 235 to the right password."""
     async with Provider(users=USERS) as provider:
-        code, _ = await asyncio.to_thread(_smtplib_login, provider.port, mechanism, "password")
+        code = await asyncio.to_thread(_smtplib_login, provider.port, mechanism, "password")
     assert code == 235
 
 
@@ -49,7 +50,7 @@ async def test_auth_mechanism_accepts_password(mechanism: str) -> None:
 async def test_auth_mechanism_rejects_password(mechanism: str) -> None:
     """Each mechanism replies 535 to a wrong password."""
     async with Provider(users=USERS) as provider:
-        code, _ = await asyncio.to_thread(_smtplib_login, provider.port, mechanism, "wrong")
+        code = await asyncio.to_thread(_smtplib_login, provider.port, mechanism, "wrong")
     assert code == 535
 
 
@@ -73,7 +74,7 @@ async def test_auth_plaintext_requires_tls() -> None:
         await send(writer, reader, "EHLO customer.test")
         plain = await send(writer, reader, "AUTH PLAIN " + base64.b64encode(b"\0user\0password").decode())
         challenge = await send(writer, reader, "AUTH CRAM-MD5")
-        cram = await send(writer, reader, cram_md5_answer("user", "password", challenge.lines[0]))
+        cram = await send(writer, reader, cram_md5_response("user", "password", challenge.lines[0]))
         writer.close()
     assert plain.code == 538
     assert cram.code == 235
@@ -83,7 +84,7 @@ async def test_auth_refused_by_fault() -> None:
     """The refuse_auth fault turns correct credentials into 535."""
     async with Provider(users=USERS) as provider:
         provider.faults.refuse_auth = True
-        code, _ = await asyncio.to_thread(_smtplib_login, provider.port, "CRAM-MD5", "password")
+        code = await asyncio.to_thread(_smtplib_login, provider.port, "CRAM-MD5", "password")
     assert code == 535
 
 
@@ -257,3 +258,15 @@ def test_cli_rejects_non_loopback_listen() -> None:
     )
     assert completed.returncode == 64
     assert "not a loopback address" in completed.stderr
+
+
+async def test_reply_override_421_closes() -> None:
+    """An overridden 421 reply ends the session."""
+    async with Provider() as provider:
+        provider.faults.replies["NOOP"] = "421 4.3.2 shutting down"
+        reader, writer = await connect(provider.port)
+        reply = await send(writer, reader, "NOOP")
+        rest = await asyncio.wait_for(reader.read(), TIMEOUT)
+        writer.close()
+    assert reply.code == 421
+    assert rest == b""

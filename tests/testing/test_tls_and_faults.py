@@ -4,38 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from pathlib import Path
 
-import pytest
-
-from mailreleased.testing.fixtures import LoopbackCertificate, make_loopback_certificate, trustme_available
+from mailreleased.testing.fixtures import LoopbackCertificate
 from mailreleased.testing.messages import make_messages
 from mailreleased.testing.provider import Provider
 
 from .conftest import TIMEOUT, USERS, connect
-from .customer import Script, cram_md5_answer, run_customer, send
+from .customer import Script, cram_md5_response, run_customer, send
 
 DOMAIN = "example.test"
-needs_trustme = pytest.mark.skipif(not trustme_available(), reason="trustme not installed")
 
 
-@pytest.fixture
-def certificate(tmp_path: Path) -> LoopbackCertificate:
-    """A test CA and loopback server certificate."""
-    return make_loopback_certificate(tmp_path / "tls")
-
-
-@needs_trustme
-async def test_starttls_then_plain_auth(certificate: LoopbackCertificate) -> None:
+async def test_starttls_then_plain_auth(loopback_certificate: LoopbackCertificate) -> None:
     """After STARTTLS, EHLO drops STARTTLS and PLAIN is accepted despite the TLS switch."""
     async with Provider(
-        users=USERS, tls_cert=certificate.cert_path, tls_key=certificate.key_path,
+        users=USERS, tls_cert=loopback_certificate.cert_path, tls_key=loopback_certificate.key_path,
         require_tls_for_plaintext_auth=True,
     ) as provider:
         reader, writer = await connect(provider.port)
         before = await send(writer, reader, "EHLO customer.test")
         ready = await send(writer, reader, "STARTTLS")
-        await writer.start_tls(certificate.client_context(), server_hostname="localhost")
+        await writer.start_tls(loopback_certificate.client_context(), server_hostname="localhost")
         after = await send(writer, reader, "EHLO customer.test")
         auth = await send(writer, reader, "AUTH PLAIN " + base64.b64encode(b"\0user\0password").decode())
         writer.close()
@@ -76,7 +65,7 @@ async def test_customer_timeout_keeps_queue() -> None:
         reader, writer = await connect(provider.port)
         await send(writer, reader, "EHLO customer.test")
         challenge = await send(writer, reader, "AUTH CRAM-MD5")
-        await send(writer, reader, cram_md5_answer("user", "password", challenge.lines[0]))
+        await send(writer, reader, cram_md5_response("user", "password", challenge.lines[0]))
         atrn = await send(writer, reader, f"ATRN {DOMAIN}")
         rest = await asyncio.wait_for(reader.read(), TIMEOUT)
         writer.close()
