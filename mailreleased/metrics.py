@@ -108,9 +108,10 @@ class Metrics:
             self.signals.labels(target=record.target, method=record.method, outcome=str(record.outcome)).inc()
             if record.outcome is not Outcome.SKIPPED and record.duration_ms is not None:
                 self.duration.labels(target=record.target, method=record.method).observe(record.duration_ms / 1000)
-            if record.messages:
+            # ETRN 253 also fills ``messages`` (the server's count of pending mail), which was not received.
+            if record.method == "atrn" and record.messages:
                 self.atrn_messages.labels(target=record.target).inc(record.messages)
-            if record.bytes:
+            if record.method == "atrn" and record.bytes:
                 self.atrn_bytes.labels(target=record.target).inc(record.bytes)
             if state is not None and state.last_success is not None:
                 self.last_success.labels(target=record.target).set(state.last_success)

@@ -65,6 +65,22 @@ def test_atrn_counters() -> None:
     assert metrics.registry.get_sample_value("mailreleased_atrn_bytes_total", {"target": "odmr"}) == 8192
 
 
+def test_etrn_pending_count_not_counted() -> None:
+    """An ETRN 253 pending-message count is not mail received, so the ATRN counters ignore it."""
+    from mailreleased.outcome import SignalRecord
+
+    metrics = Metrics(MetricsConfig(listen="127.0.0.1:0"))
+    record = SignalRecord(
+        target="mx2", method="etrn", host="127.0.0.1", port=25, domain="example.org",
+        outcome=Outcome.RELEASED, code=253, duration_ms=40, messages=12,
+    )
+    metrics.observe([record])
+    assert metrics.registry.get_sample_value("mailreleased_atrn_messages_total", {"target": "mx2"}) is None
+    assert metrics.registry.get_sample_value(
+        "mailreleased_signals_total", {"target": "mx2", "method": "etrn", "outcome": "released"}
+    ) == 1
+
+
 def test_missing_library_is_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """Configured metrics without prometheus-client fail like a config error, naming the fix."""
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
