@@ -22,6 +22,7 @@ from mailreleased.config.model import Target
 from mailreleased.odmr.receiver import SessionResult, serve_reversed
 from mailreleased.odmr.sinks import Sink, make_sink
 from mailreleased.outcome import Outcome, SignalRecord
+from mailreleased.shutdown import shutdown_requested
 from mailreleased.smtp import Action, ClientSession, SessionError, classify_atrn, open_session
 
 log = structlog.get_logger("mailreleased.odmr")
@@ -106,7 +107,7 @@ async def _drain(target: Target, sink: Sink, progress: _Progress) -> list[_Step]
     for _ in range(target.max_sessions):
         step = await _one_session(target, hosts, sink, progress)
         steps.append(step)
-        if not step.drained_more:
+        if not step.drained_more or shutdown_requested():
             break
         hosts = [step.host, *(h for h in hosts if h != step.host)]
     return steps
@@ -157,6 +158,8 @@ async def _one_session(target: Target, hosts: list[str], sink: Sink, progress: _
 
 
 def _session_outcome(result: SessionResult) -> Outcome:
+    if result.stopped:
+        return Outcome.RECEIVED if result.messages else Outcome.TEMPFAIL
     if not result.clean:
         return Outcome.PARTIAL
     return Outcome.RECEIVED if result.messages else Outcome.NO_MAIL
@@ -202,6 +205,8 @@ def _record(target: Target, steps: list[_Step], progress: _Progress, run: int | 
 def _overall(target: Target, steps: list[_Step], messages: int) -> tuple[Outcome, str | None]:
     last = steps[-1]
     sessions = f"{len(steps)} session{'s' if len(steps) > 1 else ''}"
+    if last.session is not None and last.session.stopped:
+        return (Outcome.RECEIVED if messages else Outcome.TEMPFAIL), "stopped for shutdown; more mail may be waiting"
     if last.outcome is Outcome.PARTIAL:
         return Outcome.PARTIAL, f"{last.detail} ({messages} messages accepted over {sessions})"
     if last.outcome in (Outcome.RECEIVED, Outcome.NO_MAIL):

@@ -25,6 +25,7 @@ from mailreleased.odmr.dialogue import CommandSyntaxError, State
 from mailreleased.odmr.sinks.base import BodyIncomplete, DeliveryResult, Envelope, MessageTooLarge, Sink
 from mailreleased.odmr.stream import BodyReader, BufferedInput, ConnectionClosed, LineTooLong, ReadTimeout
 from mailreleased.odmr.trace import new_message_id, received_header, sanitize
+from mailreleased.shutdown import shutdown_requested
 
 log = structlog.get_logger("mailreleased.odmr.receiver")
 
@@ -40,14 +41,16 @@ MessageCallback = Callable[[int], None]
 class SessionResult:
     """What one reversed session achieved.
 
-    ``clean`` is true when the provider sent QUIT; otherwise the session
-    broke and ``detail`` gives the reason. ``bytes`` counts message content without
+    ``clean`` is true when the provider sent QUIT. ``stopped`` is true when
+    the receiver closed the session at a MAIL command because the daemon is
+    stopping. Otherwise the session broke and ``detail`` gives the reason. ``bytes`` counts message content without
     the added trace header.
     """
 
     messages: int = 0
     bytes: int = 0
     clean: bool = False
+    stopped: bool = False
     detail: str | None = None
     client_name: str | None = None
 
@@ -237,6 +240,11 @@ class ReversedSession:
             raise CommandSyntaxError("503 5.5.1 Send EHLO or HELO first")
         if self._state is not State.READY:
             raise CommandSyntaxError("503 5.5.1 Nested MAIL command")
+        if shutdown_requested():
+            # Take no new message: the provider keeps it queued for the next run.
+            self.result.stopped = True
+            await self._final_reply("421 4.3.2 Shutting down, closing connection")
+            raise _SessionClosing("stopped for shutdown")
         path = dialogue.parse_mail_from(argument)
         options = dialogue.mail_options(path.parameters)
         if options.size is not None and options.size > self._limits.max_message_size:

@@ -282,3 +282,14 @@ async def test_trace_header_for_clause() -> None:
     assert b"\tfor <bob@example.org>; " in single
     assert b"for <" not in several
     assert b"a@example.org" not in several
+
+
+async def test_shutdown_rejects_next_mail(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once shutdown is requested, the next MAIL gets 421 and the session stops."""
+    monkeypatch.setattr("mailreleased.odmr.receiver.shutdown_requested", lambda: True)
+    sink = MemorySink()
+    transcript = await run_script([EHLO, message(b"x\r\n.\r\n")], sink, close=False)
+    assert transcript.codes == [220, 250, 421]
+    assert transcript.lines[-1].startswith("421 4.3.2")
+    assert transcript.result.stopped
+    assert sink.messages == []
