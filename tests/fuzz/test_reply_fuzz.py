@@ -120,7 +120,7 @@ def make_target(kind: str, port: int) -> Target:
 
 
 class StreamServer:
-    """Answers every connection from one shared sequence of pieces, then closes."""
+    """A server that replies on every connection from one shared sequence of pieces, then closes."""
 
     def __init__(self, stream: list[Piece]) -> None:
         self._pieces: Iterator[Piece] = iter(stream)
@@ -177,7 +177,8 @@ def check_records(records: list[Any]) -> None:
         assert isinstance(record.outcome, Outcome)
         assert record.outcome in set(Outcome)
         if record.reply is not None:
-            assert "\r" not in record.reply and "\n" not in record.reply, record.reply
+            assert "\r" not in record.reply, record.reply
+            assert "\n" not in record.reply, record.reply
 
 
 GREETING = Piece(b"220 fake.test ESMTP\r\n")
