@@ -2,9 +2,10 @@
 
 After the provider replies 250 to ATRN the connection turns around and
 :mod:`~mailreleased.odmr.receiver` takes the mail. A provider may deliver
-only part of its queue per session, so after a session that delivered mail
-the customer connects again and repeats ATRN until the provider answers
-453, a session brings nothing, or ``max_sessions`` is reached.
+only part of its queue per session, or break the connection after some
+messages, so after a session that delivered mail the customer connects
+again and repeats ATRN until the provider replies 453, a session brings
+nothing, or ``max_sessions`` is reached.
 """
 
 from __future__ import annotations
@@ -45,8 +46,13 @@ class _Step:
 
     @property
     def drained_more(self) -> bool:
-        """Whether the session delivered mail and ended cleanly, so another ATRN may find more."""
-        return self.session is not None and self.session.clean and self.session.messages > 0
+        """Whether the session delivered mail, so another ATRN may find more.
+
+        A session that broke after accepting messages counts too: the next
+        ATRN picks up what it left. One that broke before accepting any does
+        not, so a message that always breaks the link cannot cause a loop.
+        """
+        return self.session is not None and self.session.messages > 0 and not self.session.stopped
 
 
 class _Progress:
@@ -212,7 +218,9 @@ def _overall(target: Target, steps: list[_Step], messages: int) -> tuple[Outcome
     if last.outcome in (Outcome.RECEIVED, Outcome.NO_MAIL):
         if last.drained_more:
             return Outcome.RECEIVED, f"stopped after max_sessions={target.max_sessions}; more mail may be waiting"
-        return (Outcome.RECEIVED if messages else Outcome.NO_MAIL), None
+        broken = sum(1 for step in steps if step.outcome is Outcome.PARTIAL)
+        detail = f"{broken} of {sessions} ended without QUIT; the next ATRN resumed" if broken else None
+        return (Outcome.RECEIVED if messages else Outcome.NO_MAIL), detail
     if messages:
         # Mail already received is stored; a failed follow-up ATRN only means
         # the rest waits for the next run.

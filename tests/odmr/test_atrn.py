@@ -107,13 +107,39 @@ async def test_drop_mid_data_is_partial(tmp_path: Path) -> None:
     """A drop inside the third message gives partial with two messages; no partial file is left."""
     faults = Faults(drop_after_messages=2)
     async with Provider(users=USERS, queue=make_messages(DOMAIN, 5, 50_000), faults=faults) as provider:
-        record = await run(target_for(provider.port, tmp_path))
+        record = await run(target_for(provider.port, tmp_path, max_sessions=1))
         left = len(provider.queue)
     assert record.outcome is Outcome.PARTIAL
     assert record.messages == 2
     assert len(delivered(tmp_path)) == 2
     assert list((tmp_path / "tmp").iterdir()) == []
     assert left == 3
+
+
+async def test_drain_resumes_after_drop(tmp_path: Path) -> None:
+    """After a session that broke with messages accepted, the next ATRN picks up the rest."""
+    faults = Faults(drop_after_messages=2)
+    async with Provider(users=USERS, queue=make_messages(DOMAIN, 5, 50_000), faults=faults) as provider:
+        record = await run(target_for(provider.port, tmp_path))
+        left = len(provider.queue)
+    assert record.outcome is Outcome.RECEIVED
+    assert record.messages == 5
+    assert left == 0
+    assert len(delivered(tmp_path)) == 5
+    assert list((tmp_path / "tmp").iterdir()) == []
+    assert "ended without QUIT" in (record.detail or "")
+
+
+async def test_drop_before_any_message_stops(tmp_path: Path) -> None:
+    """A session that breaks before accepting anything ends the drain with partial and zero messages."""
+    faults = Faults(drop_after_messages=0)
+    async with Provider(users=USERS, queue=make_messages(DOMAIN, 2, 10_000), faults=faults) as provider:
+        record = await run(target_for(provider.port, tmp_path))
+        requests = len(provider.atrn_requests)
+    assert record.outcome is Outcome.PARTIAL
+    assert record.messages == 0
+    assert requests == 1
+    assert delivered(tmp_path) == []
 
 
 @pytest.mark.parametrize(
