@@ -24,9 +24,13 @@ class FakeMta:
     messages: list[tuple[str, list[str], bytes]] = dataclasses.field(default_factory=list)
     commands: list[str] = dataclasses.field(default_factory=list)
     port: int = 0
+    unix_path: str | None = None
     _server: asyncio.Server | None = None
 
     async def __aenter__(self) -> FakeMta:
+        if self.unix_path is not None:
+            self._server = await asyncio.start_unix_server(self._serve, self.unix_path)
+            return self
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self

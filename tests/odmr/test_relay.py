@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -126,7 +127,25 @@ async def test_lmtp_down_gives_451() -> None:
     assert (await sink.deliver(ENVELOPE, body_of(b"x\r\n"))).code == 451
 
 
-async def test_lmtp_unix_socket(tmp_path: object) -> None:
-    """A unix socket path that does not exist gives 451."""
-    sink = lmtp_sink(LmtpDelivery(type="lmtp", path="/nonexistent/lmtp.sock", timeout=5))
-    assert (await sink.deliver(ENVELOPE, body_of(b"x\r\n"))).code == 451
+async def test_lmtp_unix_socket(tmp_path: Path) -> None:
+    """LMTP over a unix socket delivers; a socket path that does not exist gives 451."""
+    path = str(tmp_path / "lmtp.sock")
+    async with FakeMta(lmtp=True, unix_path=path) as mta:
+        sink = lmtp_sink(LmtpDelivery(type="lmtp", path=path, timeout=5))
+        assert (await sink.deliver(ENVELOPE, body_of(b"x\r\n"))).code == 250
+        await sink.aclose()
+    assert len(mta.messages) == 1
+    missing = lmtp_sink(LmtpDelivery(type="lmtp", path=str(tmp_path / "missing.sock"), timeout=5))
+    assert (await missing.deliver(ENVELOPE, body_of(b"x\r\n"))).code == 451
+
+
+async def test_smtp_reconnects_after_idle_close() -> None:
+    """A relay connection the server closed while idle is replaced at the next MAIL."""
+    async with FakeMta() as mta:
+        sink = smtp_to(mta.port)
+        assert (await sink.deliver(ENVELOPE, body_of(b"one\r\n"))).code == 250
+        assert sink._connection is not None
+        sink._connection.abort()
+        assert (await sink.deliver(ENVELOPE, body_of(b"two\r\n"))).code == 250
+        await sink.aclose()
+    assert [data for _, _, data in mta.messages] == [b"one\r\n", b"two\r\n"]

@@ -69,18 +69,27 @@ class RelaySink(Sink):
 
     async def check_sender(self, sender: str, *, smtputf8: bool = False) -> DeliveryResult:
         await self.reset()
-        try:
-            connection = await self._connected()
-            parameters = " SMTPUTF8" if smtputf8 and "SMTPUTF8" in connection.extensions else ""
-            if "8BITMIME" in connection.extensions:
-                parameters += " BODY=8BITMIME"
-            reply = await connection.command(f"MAIL FROM:<{sender}>{parameters}")
-        except RelayError as exc:
-            self._drop(exc)
-            return UNAVAILABLE
+        # A reused connection may have been closed by the server's idle
+        # timeout, so one failure on it earns one retry on a new connection.
+        attempts = 2 if self._connection is not None else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                reply = await self._mail(sender, smtputf8)
+                break
+            except RelayError as exc:
+                self._drop(exc)
+                if attempt == attempts:
+                    return UNAVAILABLE
         if 200 <= reply.code < 300:
             self._sender = sender
         return _mapped(reply, permanent=550, status="1.0")
+
+    async def _mail(self, sender: str, smtputf8: bool) -> RelayReply:
+        connection = await self._connected()
+        parameters = " SMTPUTF8" if smtputf8 and "SMTPUTF8" in connection.extensions else ""
+        if "8BITMIME" in connection.extensions:
+            parameters += " BODY=8BITMIME"
+        return await connection.command(f"MAIL FROM:<{sender}>{parameters}")
 
     async def check_recipient(self, recipient: str) -> DeliveryResult:
         if self._connection is None or self._sender is None:
