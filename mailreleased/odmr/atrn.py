@@ -3,9 +3,9 @@
 After the provider replies 250 to ATRN the connection turns around and
 :mod:`~mailreleased.odmr.receiver` takes the mail. A provider may deliver
 only part of its queue per session, or break the connection after some
-messages, so after a session that delivered mail the customer connects
-again and repeats ATRN until the provider replies 453, a session brings
-nothing, or ``max_sessions`` is reached.
+messages. So after each session that delivered mail the customer connects
+again and repeats ATRN. It stops when the provider replies 453, when a
+session brings nothing, or at ``max_sessions``.
 """
 
 from __future__ import annotations

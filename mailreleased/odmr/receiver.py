@@ -39,7 +39,7 @@ MessageCallback = Callable[[int], None]
 
 @dataclasses.dataclass(slots=True)
 class SessionResult:
-    """What one reversed session achieved.
+    """Counts and end state of one reversed session.
 
     ``clean`` is true when the provider sent QUIT. ``stopped`` is true when
     the receiver closed the session at a MAIL command because the daemon is
