@@ -82,8 +82,8 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, dict[LinePath, int]]:
         raise ConfigError(
             "malformed YAML: the document is nested too deeply; flatten it", source=source, line=1
         ) from None
-    except ValueError as exc:
-        # PyYAML raises a bare ValueError for an escape beyond Unicode, such as "\U00110000".
+    except (ValueError, OverflowError) as exc:
+        # PyYAML raises a bare ValueError or OverflowError for an escape beyond Unicode, such as "\U00110000".
         raise ConfigError(
             f"malformed YAML: {exc}; check the escape sequences in double-quoted strings", source=source
         ) from None

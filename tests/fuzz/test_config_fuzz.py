@@ -218,6 +218,7 @@ def password_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @example("- a\n- b\n")
 @example("\x00")
 @example('"\\U100010000\x1F": null\n')
+@example('control:\n  "0\\U800010000": null\n')
 @example("[" * 5000)
 @example("targets: &a [*a]\n")
 @example("a: &a [*a]\n")
