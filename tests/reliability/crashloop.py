@@ -68,6 +68,7 @@ class Report:
     kill_points: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     exit_codes: collections.Counter[int] = dataclasses.field(default_factory=collections.Counter)
     stale_tmp_after_kills: int = 0
+    tmp_cleaned_at_startup: int = 0
     files: int = 0
     delivered_ids: int = 0
     lost: list[str] = dataclasses.field(default_factory=list)
@@ -104,6 +105,7 @@ class Report:
             f"duplicates:             {self.duplicates}",
             f"partial or corrupt:     {len(self.partials)}",
             f"tmp/ files right after each kill, summed: {self.stale_tmp_after_kills}",
+            f"tmp/ files removed by start-up cleaning (maildir_tmp_cleaned): {self.tmp_cleaned_at_startup}",
             f"tmp/ files at the end:  {self.tmp_left}",
             f"provider queue left:    {self.queue_left}",
             f"hung runs:              {self.hung_runs}",
@@ -364,6 +366,16 @@ def _check_file(data: bytes, originals: dict[str, bytes], seen: collections.Coun
     return None
 
 
+def count_tmp_cleaned(logs: Path) -> int:
+    """Sum the ``removed`` counts of the ``maildir_tmp_cleaned`` events in the run logs."""
+    removed = 0
+    for path in logs.glob("run-*.log"):
+        for line in path.read_text(errors="replace").splitlines():
+            if '"maildir_tmp_cleaned"' in line:
+                removed += int(json.loads(line).get("removed", 0))
+    return removed
+
+
 def run_crash_loop(work: Path, *, messages: int, kills: int, size: int = 4096, seed: int = 1) -> Report:
     """Run the whole crash loop in ``work`` and return its report."""
     report = Report(messages=messages, kills_requested=kills)
@@ -376,6 +388,7 @@ def run_crash_loop(work: Path, *, messages: int, kills: int, size: int = 4096, s
     finally:
         provider.stop()
     check_maildir(report, work / "Maildir", size)
+    report.tmp_cleaned_at_startup = count_tmp_cleaned(work / "logs")
     report.seconds = time.monotonic() - started
     return report
 

@@ -23,6 +23,8 @@ def _check(report: Report) -> None:
     assert report.partials == [], report.render()
     assert report.duplicates <= report.kills, report.render()
     assert report.tmp_left == 0, report.render()
+    if report.stale_tmp_after_kills:
+        assert report.tmp_cleaned_at_startup > 0, report.render()
     assert report.queue_left == 0, report.render()
     assert report.delivered_ids == report.messages, report.render()
 
