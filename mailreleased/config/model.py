@@ -295,7 +295,13 @@ class MaildirDelivery(_Model):
     """Write each message into a Maildir (tmp, fsync, rename into new, fsync the directory)."""
 
     type: Literal["maildir"] = Field(description="Selects the Maildir sink.")
-    path: str = Field(min_length=1, description="The Maildir directory to deliver into.")
+    path: str = Field(
+        min_length=1,
+        description=(
+            "The Maildir directory to deliver into. It may contain {recipient}, {local} and {domain}; "
+            "then each recipient gets its own copy in its own Maildir."
+        ),
+    )
     fsync: bool = Field(
         default=True,
         description=(
@@ -311,7 +317,10 @@ class SmtpDelivery(_Model):
     type: Literal["smtp"] = Field(description="Selects the SMTP relay sink.")
     host: str = Field(default="127.0.0.1", description="Host of the local MTA.")
     port: int = Field(default=25, ge=1, le=65535, description="Port of the local MTA.")
-    helo_name: str | None = Field(default=None, description="Name sent in EHLO to the local MTA.")
+    helo_name: str | None = Field(
+        default=None,
+        description="Name sent in EHLO to the local MTA. Unset means this machine's host name.",
+    )
     timeout: Duration = Field(default=300.0, description="Maximum wait for each reply from the local MTA.")
 
 
@@ -346,8 +355,10 @@ class CommandDelivery(_Model):
     argv: tuple[str, ...] = Field(
         min_length=1,
         description=(
-            "Program and arguments, run directly without a shell, one run per "
-            "message with the message on standard input."
+            "Program and arguments, run directly without a shell, once per message with the message on "
+            "standard input. {sender} is replaced by the envelope sender and an item {recipients} by one "
+            "item per recipient. Exit status 0 means delivered, 75 a temporary failure, anything else a "
+            "permanent one."
         ),
     )
     timeout: Duration = Field(default=300.0, description="Maximum run time of the program for one message.")
@@ -376,7 +387,7 @@ class ReceiverLimits(_Model):
     max_recipients: int = Field(default=1000, ge=1, description="Most recipients accepted for one message.")
     command_timeout: Duration = Field(
         default=300.0,
-        description="Maximum wait for the provider's next command.",
+        description="Maximum wait for the provider's next command, and for each piece of message data.",
     )
     session_timeout: Duration = Field(
         default=4 * 3600.0,
@@ -409,7 +420,10 @@ class Target(_Model):
     )
     hosts: tuple[str, ...] | None = Field(
         default=None,
-        description="Hosts to try in this order (failover), instead of host.",
+        description=(
+            "Hosts to try in this order, instead of host. The next host is tried only when connecting to "
+            "the previous one failed."
+        ),
     )
     port: int | None = Field(
         default=None, ge=1, le=65535,
@@ -428,8 +442,9 @@ class Target(_Model):
     command: str | None = Field(
         default=None,
         description=(
-            "Text sent instead of a built-in command: the line for custom ({domain} is replaced by each "
-            "domain), the query for finger."
+            "Text sent instead of the built-in command. For etrn, qsnd and custom: the line sent once the "
+            "session is ready, once per domain if it contains {domain}; an empty string sends nothing. "
+            "For finger: the query. For connect: a line sent right after connecting."
         ),
     )
     every: int = Field(
@@ -488,7 +503,11 @@ class Target(_Model):
     )
     max_sessions: int = Field(
         default=50, ge=1,
-        description="Most ATRN sessions opened in one processing run to drain the queue.",
+        description=(
+            "Most ATRN sessions in one processing run. After a session that delivered mail, mailreleased "
+            "connects again and repeats ATRN, until the provider has no more mail or this limit is "
+            "reached."
+        ),
     )
     retry: RetryPolicy | None = Field(
         default=None,
@@ -496,7 +515,10 @@ class Target(_Model):
     )
     alert_after: Duration | None = Field(
         default=None,
-        description="How long this target may go without a successful signal before that is reported.",
+        description=(
+            "How long this target may go without a successful signal before status --check reports it, "
+            "counted from the daemon start if it never succeeded. Unset means never."
+        ),
     )
 
     @field_validator("name")
