@@ -63,3 +63,32 @@ def test_cli_page_lists_environment_overrides() -> None:
     page = _page("cli.md")
     for variable in (*cli.ENV_OVERRIDES, "MAILRELEASED_CONFIG", "MAILRELEASED_DEBUG"):
         assert f"| `{variable}` |" in page
+
+
+def _logged_event_names() -> set[str]:
+    """Return the event names that the package logs with a literal first argument."""
+    import ast
+
+    package = Path(__file__).resolve().parents[2] / "mailreleased"
+    names: set[str] = set()
+    for path in package.rglob("*.py"):
+        if "testing" in path.relative_to(package).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("debug", "info", "warning", "error", "exception", "critical")
+                and "log" in ast.unparse(node.func.value).lower()
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
+                names.add(node.args[0].value)
+    return names
+
+
+@pytest.mark.parametrize("event", sorted(_logged_event_names() | {"signal"}))
+def test_logging_page_lists_event(event: str) -> None:
+    """Every event name the package logs appears on the logging page."""
+    assert f"`{event}`" in _page("logging.md")
