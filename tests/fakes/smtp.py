@@ -19,6 +19,9 @@ from pathlib import Path
 
 import trustme
 
+# Bounds a server-side handshake that the client abandoned.
+HANDSHAKE_TIMEOUT = 5.0
+
 
 @dataclass(frozen=True)
 class Drop:
@@ -121,6 +124,7 @@ class FakeSmtpServer:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
 
     async def __aenter__(self) -> FakeSmtpServer:
         context = self.tls.server_context if self.implicit_tls and self.tls else None
@@ -131,9 +135,14 @@ class FakeSmtpServer:
     async def __aexit__(self, *exc_info: object) -> None:
         assert self._server is not None
         self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Aborting the connections lets each handler finish on its own, which
+        # avoids cancelling a handler in the middle of a TLS handshake.
+        for writer in self._writers:
+            writer.transport.abort()
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=5)
+            for task in stuck:
+                task.cancel()
         await self._server.wait_closed()
 
     @property
@@ -148,6 +157,7 @@ class FakeSmtpServer:
         script = self.scripts[min(len(self.connections), len(self.scripts) - 1)]
         conn = Connection(tls=self.implicit_tls)
         self.connections.append(conn)
+        self._writers.append(writer)
         try:
             await _Player(self, script, conn, reader, writer).play()
         except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
@@ -155,8 +165,6 @@ class FakeSmtpServer:
         finally:
             self._tasks.discard(task)
             writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
 
 
 class _Player:
@@ -245,19 +253,27 @@ class _Player:
             self.conn.raw += data
 
     async def _start_tls(self, step: StartTls) -> bool:
+        # No await between writing the 220 and start_tls: the client's
+        # ClientHello must reach the TLS layer, not the plaintext reader.
         self.writer.write(step.reply.encode() + b"\r\n" + step.inject)
-        await self.writer.drain()
-        if step.inject or not step.reply.startswith("220"):
-            if step.inject:
-                while data := await self.reader.read(4096):
-                    self.conn.after_inject += data
-                return False
+        if step.inject:
+            while data := await self.reader.read(4096):
+                self.conn.after_inject += data
+            return False
+        if not step.reply.startswith("220"):
             return True
         assert self.server.tls is not None
+        plain_transport = self.writer.transport
         try:
-            await self.writer.start_tls(self.server.tls.server_context)
-        except (ssl.SSLError, ConnectionError) as exc:
-            self.conn.tls_error = str(exc)
+            async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+                await self.writer.start_tls(self.server.tls.server_context)
+        except (ssl.SSLError, ConnectionError, TimeoutError, AttributeError) as exc:
+            self.conn.tls_error = str(exc) or type(exc).__name__
+            if self.writer.transport is None:
+                # Python 3.11 gets no TLS transport when the client hangs up
+                # right after the handshake, then fails with AttributeError;
+                # StreamWriter.__del__ would fail on the None transport too.
+                self.writer._transport = plain_transport  # noqa: SLF001
             return False
         self.conn.tls = True
         return True
