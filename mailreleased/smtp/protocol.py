@@ -68,17 +68,15 @@ class ReleaseProtocol(SMTPProtocol):
         if transport is None or transport.is_closing():
             raise ConnectionError("connection closed before the TLS handshake")
         loop = asyncio.get_running_loop()
-        # Our own timeout as well: the handshake timeout alone has been seen
-        # not to end a handshake stalled before the server's first byte.
-        async with asyncio.timeout(timeout):
-            tls_transport = await loop.start_tls(
-                transport,  # type: ignore[arg-type]  # BaseTransport is a Transport here
-                self,
-                context,
-                server_side=False,
-                server_hostname=server_hostname,
-                ssl_handshake_timeout=timeout,
-            )
+        # A stalled handshake ends with ConnectionAbortedError after ``timeout``.
+        tls_transport = await loop.start_tls(
+            transport,  # type: ignore[arg-type]  # BaseTransport is a Transport here
+            self,
+            context,
+            server_side=False,
+            server_hostname=server_hostname,
+            ssl_handshake_timeout=timeout,
+        )
         if tls_transport is None:
             raise ConnectionError("connection closed during the TLS handshake")
         self.transport = tls_transport
