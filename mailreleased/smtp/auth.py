@@ -21,6 +21,7 @@ from mailreleased.errors import SessionError
 from mailreleased.outcome import Outcome
 from mailreleased.smtp.classify import Action, Failure, Stage, classify
 from mailreleased.smtp.reply import Reply
+from mailreleased.smtp.wire import MASK
 
 # Mechanisms that send the password itself, merely base64-encoded.
 CLEARTEXT_MECHANISMS = frozenset({"PLAIN", "LOGIN"})
@@ -31,7 +32,7 @@ class AuthChannel(Protocol):
 
     async def exchange(self, line: str, stage: Stage) -> Reply | Failure: ...
 
-    async def exchange_secret(self, build: Callable[[], bytes], stage: Stage) -> Reply | Failure: ...
+    async def exchange_secret(self, build: Callable[[], bytes], stage: Stage, log_as: str = ...) -> Reply | Failure: ...
 
 
 def cram_md5_response(username: str, password: str, challenge_b64: str) -> str:
@@ -117,7 +118,9 @@ async def _run_mechanism(channel: AuthChannel, auth: AuthConfig, mechanism: str)
     username = auth.username
     secret = auth.secret
     if mechanism == "PLAIN":
-        result = await channel.exchange_secret(lambda: plain_initial_response(username, secret), Stage.AUTH)
+        result = await channel.exchange_secret(
+            lambda: plain_initial_response(username, secret), Stage.AUTH, log_as=f"AUTH PLAIN {MASK}"
+        )
     elif mechanism == "LOGIN":
         result = await channel.exchange("AUTH LOGIN", Stage.AUTH)
         if _is_challenge(result):

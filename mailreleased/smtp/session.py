@@ -70,9 +70,9 @@ class ClientSession:
         self._wire.client(mask_auth_command(line))
         return await self._round_trip(line.encode("utf-8") + b"\r\n", timeout)
 
-    async def exchange_secret(self, build: Callable[[], bytes], stage: Stage) -> Reply | Failure:
-        """Send the line returned by ``build`` (an AUTH payload), logged as ``***``."""
-        self._wire.client(MASK)
+    async def exchange_secret(self, build: Callable[[], bytes], stage: Stage, log_as: str = MASK) -> Reply | Failure:
+        """Send the line returned by ``build`` (an AUTH payload); the wire log shows ``log_as``."""
+        self._wire.client(log_as)
         return await self._round_trip(build, None)
 
     async def read_reply(self, timeout: float) -> Reply | Failure:
