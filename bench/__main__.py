@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import importlib
 import json
@@ -135,46 +136,58 @@ def _exit_status(results: dict[str, Any], ci: bool) -> int:
     return 0
 
 
+def _render_only(results_file: Path, out: Path | None) -> int:
+    results = json.loads(results_file.read_text())
+    report_path = (out or REPOSITORY / "docs") / "benchmarks.md"
+    report_path.write_text(render(results))
+    print(f"wrote {report_path}", file=sys.stderr)
+    return 0
+
+
+def _make_context(args: argparse.Namespace) -> Context:
+    if args.reps is not None and args.reps < 1:
+        raise SystemExit("python -m bench: error: --reps must be at least 1")
+    reps = args.reps or (1 if args.smoke else 3)
+    idle_seconds = args.idle_seconds
+    if idle_seconds is None:
+        idle_seconds = SMOKE_IDLE_SECONDS if args.smoke else FULL_IDLE_SECONDS
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="mailreleased-bench-", dir=args.work_dir))
+    root.chmod(0o755)
+    return Context(sizes=SMOKE if args.smoke else FULL, reps=reps, root=root, smoke=args.smoke,
+                   idle_seconds=idle_seconds, ci=os.environ.get("CI", "").lower() == "true")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the selected measures, write the report and the raw JSON, return the exit status."""
     args = _parser().parse_args(argv)
     if args.render_only is not None:
-        results = json.loads(args.render_only.read_text())
-        report_path = (args.out or REPOSITORY / "docs") / "benchmarks.md"
-        report_path.write_text(render(results))
-        print(f"wrote {report_path}", file=sys.stderr)
-        return 0
+        return _render_only(args.render_only, args.out)
     numbers = _selected(args.only)
-    if args.reps is not None and args.reps < 1:
-        raise SystemExit("python -m bench: error: --reps must be at least 1")
-    reps = args.reps or (1 if args.smoke else 3)
-    idle_seconds = args.idle_seconds if args.idle_seconds is not None else (SMOKE_IDLE_SECONDS if args.smoke else FULL_IDLE_SECONDS)
     raise_open_file_limit()
-    args.work_dir.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="mailreleased-bench-", dir=args.work_dir))
-    root.chmod(0o755)
-    context = Context(sizes=SMOKE if args.smoke else FULL, reps=reps, root=root, smoke=args.smoke,
-                      idle_seconds=idle_seconds, ci=os.environ.get("CI", "").lower() == "true")
-    context.log(f"scratch directory {root}; measures {numbers}, {reps} repetitions")
+    context = _make_context(args)
+    context.log(f"scratch directory {context.root}; measures {numbers}, {context.reps} repetitions")
+
     started = time.monotonic()
     try:
         measures = _run_all(context, numbers)
         results = {
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "smoke": args.smoke,
-            "reps": reps,
-            "idle_seconds": idle_seconds,
-            "sizes": vars(context.sizes) if hasattr(context.sizes, "__dict__") else {},
-            "machine": machine_facts(root, REPOSITORY),
+            "reps": context.reps,
+            "idle_seconds": context.idle_seconds,
+            "sizes": dataclasses.asdict(context.sizes),
+            "machine": machine_facts(context.root, REPOSITORY),
             "wall_seconds": time.monotonic() - started,
             "measures": measures,
         }
+        for path in _write_outputs(results, args.out):
+            context.log(f"wrote {path}")
     finally:
-        # Deleting happens only after every measure, because freed inodes slow file creation on this disk.
+        # Deleting waits until every measure is done, because freed inodes slow file creation on this disk.
         if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
-    for path in _write_outputs(results, args.out):
-        context.log(f"wrote {path}")
+            context.log(f"removing {context.root}")
+            shutil.rmtree(context.root, ignore_errors=True)
     return _exit_status(results, context.ci)
 
 

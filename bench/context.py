@@ -44,7 +44,7 @@ SMOKE = Sizes(
 
 @dataclasses.dataclass
 class Context:
-    """What a measure needs: sizes, repetitions, a scratch root and a logger."""
+    """The sizes, repetitions, scratch root and logger that every measure gets."""
 
     sizes: Sizes
     reps: int

@@ -1,6 +1,6 @@
 """A raw SMTP sink that reads and discards: the upper limit of any receiver.
 
-It answers 220 on connect, 250 to EHLO, HELO, MAIL, RCPT, RSET and NOOP, 354
+It replies 220 on connect, 250 to EHLO, HELO, MAIL, RCPT, RSET and NOOP, 354
 to DATA, 250 once the end-of-data line arrives, and 221 to QUIT. Any other
 command (ETRN among them) gets 250. It parses
 nothing else, stores nothing and never fsyncs. Run it as
@@ -33,7 +33,7 @@ class Totals:
 
 
 class DiscardProtocol(asyncio.Protocol):
-    """One SMTP connection answered with the fewest bytes that keep a client going."""
+    """One SMTP connection, served with the fewest reply bytes that keep a client going."""
 
     def __init__(self, totals: Totals, greeting_delay: float) -> None:
         self.totals = totals

@@ -25,7 +25,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class BenchError(RuntimeError):
-    """A benchmark step failed; the message says which and why."""
+    """A benchmark step failed; the message names the step and the cause."""
 
 
 def free_port() -> int:

@@ -58,10 +58,13 @@ def _goal_table(measures: list[dict[str, Any]]) -> list[str]:
     lines = ["| goal | measured | met? |", "|---|---|---|"]
     for measure in measures:
         for item in measure.get("rows", []):
-            if item["goal"] is None or item["met"] is None and item["goal"].startswith("reported"):
+            if item["goal"] is None:
                 continue
-            figure = item["ratio"] if item["ratio"] and item["ratio"].get("median") is not None else item["mailreleased"]
-            lines.append(f"| {item['measure']}: {item['goal']} | {format_summary(figure)} | {_verdict(item['met'])} |")
+            if item.get("goal_on") == "ratio":
+                figure = f"{format_summary(item['ratio'])} x {item['reference_name']}"
+            else:
+                figure = f"{format_summary(item['mailreleased'])} {item['unit']}"
+            lines.append(f"| {item['measure']}: {item['goal']} | {figure} | {_verdict(item['met'])} |")
     return lines
 
 

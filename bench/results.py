@@ -15,8 +15,12 @@ def row(
     ratio: dict[str, Any] | None = None,
     goal: str | None = None,
     met: bool | None = None,
+    goal_on: str = "value",
 ) -> dict[str, Any]:
-    """Return one report row; summaries come from ``bench.stats.summarize``, None means not measured."""
+    """Return one report row; summaries come from ``bench.stats.summarize``, None means not measured.
+
+    ``goal_on`` names the figure the goal is judged on: ``value`` (mailreleased's) or ``ratio``.
+    """
     return {
         "measure": measure,
         "unit": unit,
@@ -26,6 +30,7 @@ def row(
         "ratio": ratio,
         "goal": goal,
         "met": met,
+        "goal_on": goal_on,
     }
 
 

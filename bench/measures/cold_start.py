@@ -34,6 +34,7 @@ def run(context: Context) -> dict[str, Any]:
     have_fetchmail = shutil.which(FETCHMAIL) is not None
     if not have_fetchmail:
         unavailable.append("fetchmail: not installed; apt-get install -y fetchmail (or run .ci/install-peers)")
+
     directory = context.fresh_dir("cold-start")
     server: BenchPostfix | Server
     if reason is None:
@@ -50,6 +51,7 @@ def run(context: Context) -> dict[str, Any]:
         rcfile.write_text(f"poll {LOOPBACK} proto etrn port {server.port}\n    fetchdomains {DOMAIN}\n")
         rcfile.chmod(0o600)
         environment = {**os.environ, "HOME": str(directory), "FETCHMAILHOME": str(directory)}
+
         context.log(f"cold start, {context.sizes.cold_runs} runs each")
         for _ in range(context.sizes.cold_runs):
             seconds, status = timed_command([mailreleased_command(), "once", "-c", str(config), "--force"], directory / "once.log")
@@ -65,6 +67,7 @@ def run(context: Context) -> dict[str, Any]:
             floor.append(timed_command([sys.executable, "-c", "pass"], directory / "python.log")[0])
     finally:
         server.stop()
+
     ours_ms = [seconds * 1000 for seconds in ours]
     theirs_ms = [seconds * 1000 for seconds in theirs]
     ours_summary = summarize(ours_ms)

@@ -47,11 +47,13 @@ def run(context: Context) -> dict[str, Any]:
             status = stop_process(daemon)
     finally:
         sink.stop()
+
     if status != 0:
         raise BenchError(f"the daemon exited with {status} on SIGTERM:\n{tail(log_file)}")
     start_rss = start["status"]["VmRSS"] / 1024
     end_rss = end_status["VmRSS"] / 1024
     cpu_percent = (end_cpu - start["cpu"]) / context.idle_seconds * 100
+
     rows = [
         row("idle daemon RSS after start (first tick done)", "MiB", summarize([start_rss]), goal="<= 45 MiB",
             met=start_rss <= 45),
