@@ -169,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     context.log(f"scratch directory {context.root}; measures {numbers}, {context.reps} repetitions")
 
     started = time.monotonic()
+    load_at_start = os.getloadavg()
     try:
         measures = _run_all(context, numbers)
         results = {
@@ -179,6 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "sizes": dataclasses.asdict(context.sizes),
             "machine": machine_facts(context.root, REPOSITORY),
             "wall_seconds": time.monotonic() - started,
+            # Other work on the machine competes with every measure; the load averages show how much.
+            "load_average_start": load_at_start,
+            "load_average_end": os.getloadavg(),
             "measures": measures,
         }
         for path in _write_outputs(results, args.out):

@@ -31,6 +31,10 @@ def format_summary(summary: dict[str, Any] | None) -> str:
     return f"{_number(summary['median'])} ({_number(summary['min'])}-{_number(summary['max'])}, n={len(samples)})"
 
 
+def _loads(values: list[float] | None) -> str:
+    return "unknown" if not values else ", ".join(f"{value:.2f}" for value in values)
+
+
 def _verdict(met: bool | None) -> str:
     return {True: "met", False: "missed", None: "-"}[met]
 
@@ -89,6 +93,8 @@ def render(results: dict[str, Any]) -> str:
         f"- kernel {machine['kernel']}, Python {machine['python']}",
         f"- filesystem of the scratch directory: {machine['filesystem']}",
         f"- wall time of the whole run: {results['wall_seconds'] / 60:.1f} min",
+        f"- load average (1, 5, 15 min) at start: {_loads(results.get('load_average_start'))}; "
+        f"at end: {_loads(results.get('load_average_end'))}",
         "",
         "## Goals",
         "",
