@@ -31,7 +31,7 @@ log = structlog.get_logger("mailreleased.odmr.receiver")
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _CLOSE_TIMEOUT = 5.0
-# Replies to pipelined commands queued before waiting for the provider to read them.
+# Replies to pipelined commands queued before they are sent in one write.
 _PIPELINE_BUFFER = 64 * 1024
 
 MessageCallback = Callable[[int], None]
@@ -107,6 +107,8 @@ class ReversedSession:
         self._commands = 0
         self._errors = 0
         self._write_failed = False
+        self._output: list[bytes] = []
+        self._output_size = 0
         self.on_message: MessageCallback | None = None
         self.result = SessionResult()
         peer = writer.get_extra_info("peername")
@@ -176,11 +178,24 @@ class ReversedSession:
     # Replies
 
     async def _reply(self, text: str) -> None:
-        if self._write_failed:
+        """Queue a reply; send the queue unless more pipelined commands are already buffered.
+
+        RFC 2920 lets a server send the replies to a pipelined group in one
+        write. The queue is also sent once it reaches 64 KiB.
+        """
+        self._output.append(text.encode("ascii") + b"\r\n")
+        self._output_size += len(self._output[-1])
+        if self._input.has_line() and self._output_size < _PIPELINE_BUFFER:
             return
-        self._writer.write(text.encode("ascii") + b"\r\n")
-        if self._input.has_line() and self._writer.transport.get_write_buffer_size() < _PIPELINE_BUFFER:
-            return  # more pipelined commands are waiting; their replies go out together
+        await self._flush()
+
+    async def _flush(self) -> None:
+        data = b"".join(self._output)
+        self._output.clear()
+        self._output_size = 0
+        if self._write_failed or not data:
+            return
+        self._writer.write(data)
         try:
             async with asyncio.timeout(self._limits.command_timeout):
                 await self._writer.drain()
@@ -191,12 +206,15 @@ class ReversedSession:
             self._write_failed = True
 
     async def _final_reply(self, text: str) -> None:
-        """Send a last reply before closing, waiting only briefly."""
+        """Send the queued replies and a last one before closing, waiting only briefly."""
         self._state = State.CLOSED
+        self._output.append(text.encode("ascii") + b"\r\n")
+        data = b"".join(self._output)
+        self._output.clear()
         if self._write_failed:
             return
         with contextlib.suppress(OSError, TimeoutError):
-            self._writer.write(text.encode("ascii") + b"\r\n")
+            self._writer.write(data)
             async with asyncio.timeout(_CLOSE_TIMEOUT):
                 await self._writer.drain()
 
@@ -285,6 +303,7 @@ class ReversedSession:
             return
         transaction = self._transaction
         await self._reply("354 End data with <CR><LF>.<CR><LF>")
+        await self._flush()  # a provider may wait for 354 before it sends the message
         result, size = await self._receive(transaction)
         self._transaction = None
         self._state = State.READY

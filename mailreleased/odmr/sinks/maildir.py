@@ -1,4 +1,4 @@
-"""Deliver into a Maildir: write to tmp/, fsync, rename into new/, fsync new/.
+"""Deliver into a Maildir: write to tmp/, fdatasync, rename into new/, fsync new/.
 
 The path may contain ``{recipient}``, ``{local}`` and ``{domain}``; then each
 recipient gets its own copy with its own ``Delivered-To:``. With a fixed path
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import itertools
 import os
 import re
@@ -39,6 +40,7 @@ _counter = itertools.count(1)
 _prepared: set[Path] = set()
 
 
+@functools.cache
 def _maildir_host() -> str:
     """Return the host name as Maildir file names carry it, with ``/`` and ``:`` escaped."""
     return socket.gethostname().replace("/", "\\057").replace(":", "\\072")
@@ -103,14 +105,15 @@ def remove_stale_tmp(maildir: Path, *, now: float | None = None) -> int:
 
 
 def prepare_maildir(maildir: Path) -> None:
-    """Create ``cur``, ``new`` and ``tmp`` if missing; on first use in this process, clean ``tmp``."""
+    """On first use in this process, create ``cur``, ``new`` and ``tmp`` if missing and clean ``tmp``."""
+    if maildir in _prepared:
+        return
     for sub in ("cur", "new", "tmp"):
         (maildir / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
-    if maildir not in _prepared:
-        removed = remove_stale_tmp(maildir)
-        if removed:
-            log.info("maildir_tmp_cleaned", maildir=str(maildir), removed=removed)
-        _prepared.add(maildir)
+    removed = remove_stale_tmp(maildir)
+    if removed:
+        log.info("maildir_tmp_cleaned", maildir=str(maildir), removed=removed)
+    _prepared.add(maildir)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -130,7 +133,13 @@ class _MaildirFile:
         self.name = unique_name()
         self.tmp_path = maildir / "tmp" / self.name
         self.size = 0
-        self._fd: int | None = os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            self._fd: int | None = os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileNotFoundError:
+            # The Maildir was removed since it was prepared: create it again.
+            _prepared.discard(maildir)
+            prepare_maildir(maildir)
+            self._fd = os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self.write(headers)
 
     def write(self, data: bytes) -> None:
@@ -142,10 +151,11 @@ class _MaildirFile:
         self.size += len(data)
 
     def commit(self, fsync: bool) -> None:
-        """Close the file (after fsync) and rename it into ``new/``."""
+        """Close the file (after fdatasync) and rename it into ``new/`` (then fsync ``new/``)."""
         assert self._fd is not None
         if fsync:
-            os.fsync(self._fd)
+            # fdatasync also writes the metadata needed to read the data back, such as the size.
+            os.fdatasync(self._fd)
         os.close(self._fd)
         self._fd = None
         os.rename(self.tmp_path, self.maildir / "new" / f"{self.name},S={self.size}")
@@ -215,12 +225,7 @@ class MaildirSink(Sink):
             return DeliveryResult(554, f"5.1.3 {exc}")
         files: list[_MaildirFile] = []
         try:
-            for maildir, delivered_to in copies:
-                headers = _trace_headers(envelope.sender, delivered_to)
-                files.append(await asyncio.to_thread(_MaildirFile, maildir, headers))
-            await self._write_body(files, body)
-            for file in files:
-                await asyncio.to_thread(file.commit, self._fsync)
+            await self._store(copies, envelope.sender, body, files)
         except OSError as exc:
             await asyncio.to_thread(_discard_all, files)
             return _os_error_result(exc, copies[0][0])
@@ -229,19 +234,37 @@ class MaildirSink(Sink):
             raise
         return ACCEPTED
 
+    async def _store(self, copies: list[tuple[Path, str | None]], sender: str, body: AsyncIterator[bytes],
+                     files: list[_MaildirFile]) -> None:
+        """Write and commit every copy, appending each opened file to ``files``.
+
+        File work runs in a worker thread once per batch, so a message that
+        fits in one batch costs a single hand-off for open, write and commit.
+        """
+        async for data, last in _batches(body):
+            if not files:
+                await asyncio.to_thread(self._open_copies, copies, sender, files)
+            await asyncio.to_thread(_write_all, files, data, self._fsync if last else None)
+
     @staticmethod
-    async def _write_body(files: list[_MaildirFile], body: AsyncIterator[bytes]) -> None:
-        converter = _CrlfToLf()
-        batch: list[bytes] = []
-        batched = 0
-        async for chunk in body:
-            batch.append(converter.feed(chunk))
-            batched += len(batch[-1])
-            if batched >= WRITE_BATCH:
-                await asyncio.to_thread(_write_all, files, b"".join(batch))
-                batch, batched = [], 0
-        batch.append(converter.end())
-        await asyncio.to_thread(_write_all, files, b"".join(batch))
+    def _open_copies(copies: list[tuple[Path, str | None]], sender: str, files: list[_MaildirFile]) -> None:
+        for maildir, delivered_to in copies:
+            files.append(_MaildirFile(maildir, _trace_headers(sender, delivered_to)))
+
+
+async def _batches(body: AsyncIterator[bytes]) -> AsyncIterator[tuple[bytes, bool]]:
+    """Yield the body with LF line endings in batches of about WRITE_BATCH bytes; the last is flagged."""
+    converter = _CrlfToLf()
+    batch: list[bytes] = []
+    batched = 0
+    async for chunk in body:
+        batch.append(converter.feed(chunk))
+        batched += len(batch[-1])
+        if batched >= WRITE_BATCH:
+            yield b"".join(batch), False
+            batch, batched = [], 0
+    batch.append(converter.end())
+    yield b"".join(batch), True
 
 
 def _trace_headers(sender: str, delivered_to: str | None) -> bytes:
@@ -251,10 +274,18 @@ def _trace_headers(sender: str, delivered_to: str | None) -> bytes:
     return text.encode("utf-8")
 
 
-def _write_all(files: list[_MaildirFile], data: bytes) -> None:
+def _write_all(files: list[_MaildirFile], data: bytes, commit_fsync: bool | None) -> None:
+    """Append ``data`` to every file, then commit them all unless ``commit_fsync`` is None.
+
+    Every copy is written before the first is committed, so running out of
+    space while writing leaves no copy in ``new/`` for a message that gets 452.
+    """
     if data:
         for file in files:
             file.write(data)
+    if commit_fsync is not None:
+        for file in files:
+            file.commit(commit_fsync)
 
 
 def _discard_all(files: list[_MaildirFile]) -> None:
