@@ -77,6 +77,7 @@ class Report:
     tmp_left: int = 0
     queue_left: int = 0
     hung_runs: int = 0
+    pauses_not_reached: int = 0
     seconds: float = 0.0
 
     @property
@@ -109,6 +110,7 @@ class Report:
             f"tmp/ files at the end:  {self.tmp_left}",
             f"provider queue left:    {self.queue_left}",
             f"hung runs:              {self.hung_runs}",
+            f"pause points not reached (run ended first): {self.pauses_not_reached}",
             f"wall time:              {self.seconds:.1f} s",
             "kill points:",
         ]
@@ -246,7 +248,7 @@ class CrashLoop:
             count = 1 if budget < 3 else self.rng.randint(1, min(10, int(budget)))
             self._pause_kill(f"{point}:{when}:{count}", f"pause at {point} ({when})")
         else:
-            self._timed_kill(mode)
+            self._timed_kill(mode, self.rng.randint(1, max(1, int(budget))))
 
     def _choose_mode(self, budget: float) -> str:
         if budget < 3:
@@ -267,20 +269,22 @@ class CrashLoop:
             time.sleep(POLL_INTERVAL)
         # The run ended before reaching the point (too few messages left); it counts as a clean run.
         self.report.exit_codes[process.returncode] += 1
+        self.report.pauses_not_reached += 1
 
-    def _timed_kill(self, mode: str) -> None:
+    def _timed_kill(self, mode: str, messages: int) -> None:
         new_before = _count(self.maildir / "new")
         process = self._start(None)
         if mode == "timed-startup":
             deadline = time.monotonic() + self.rng.uniform(0.0, 1.0)
         else:
-            # Wait for this run's first message, then a little longer, so the kill lands mid-drain.
+            # Wait until this run stored ``messages`` messages, then up to 5 ms more, so the kill
+            # lands at a random point of the next message while the queue lasts for every kill.
             start_deadline = time.monotonic() + RUN_TIMEOUT
-            while _count(self.maildir / "new") == new_before and process.poll() is None:
+            while _count(self.maildir / "new") - new_before < messages and process.poll() is None:
                 if time.monotonic() > start_deadline:
                     break
                 time.sleep(POLL_INTERVAL)
-            deadline = time.monotonic() + self.rng.uniform(0.0, 0.1)
+            deadline = time.monotonic() + self.rng.uniform(0.0, 0.005)
         while process.poll() is None and time.monotonic() < deadline:
             time.sleep(POLL_INTERVAL)
         if process.poll() is not None:

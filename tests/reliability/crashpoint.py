@@ -6,13 +6,13 @@
 time it reaches POINT, before or after (WHEN) the real call, so the crash
 loop can SIGKILL it at exactly that point. POINT is one of:
 
-- ``fsync-file``: fsync of a message file in ``MAILDIR/tmp``
+- ``fsync-file``: fsync or fdatasync of a message file in ``MAILDIR/tmp``
 - ``rename``: the rename of a message file from ``tmp/`` into ``new/``
 - ``fsync-dir``: fsync of ``MAILDIR/new`` after that rename
 - ``write``: a write to a message file in ``MAILDIR/tmp`` (mid-DATA)
 
-The hooks wrap ``os.fsync``, ``os.rename`` and ``os.write`` in this process
-only, and call the real function unchanged.
+The hooks wrap ``os.fsync``, ``os.fdatasync``, ``os.rename`` and
+``os.write`` in this process only, and call the real function unchanged.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class PausePoint:
 def install(pause: PausePoint) -> None:
     """Wrap the os functions that the Maildir sink calls."""
     real_fsync = os.fsync
+    real_fdatasync = os.fdatasync
     real_rename = os.rename
     real_write = os.write
 
@@ -73,6 +74,11 @@ def install(pause: PausePoint) -> None:
         kind = pause.classify_fd(number)
         point = {"tmp": "fsync-file", "new": "fsync-dir"}.get(kind or "")
         _around(point, lambda: real_fsync(fd))
+
+    def fdatasync(fd: Any) -> None:
+        number = fd if isinstance(fd, int) else fd.fileno()
+        point = "fsync-file" if pause.classify_fd(number) == "tmp" else None
+        _around(point, lambda: real_fdatasync(fd))
 
     def rename(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
         into_new = Path(dst).resolve().parent == pause.maildir / "new"
@@ -92,6 +98,7 @@ def install(pause: PausePoint) -> None:
             pause.arrive(point, "after")
 
     os.fsync = fsync  # type: ignore[assignment]
+    os.fdatasync = fdatasync  # type: ignore[assignment]
     os.rename = rename  # type: ignore[assignment]
     os.write = write  # type: ignore[assignment]
 
