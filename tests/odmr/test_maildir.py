@@ -125,3 +125,15 @@ def test_stale_tmp_files_removed(tmp_path: Path) -> None:
     maildir_module._prepared.discard(tmp_path)
     prepare_maildir(tmp_path)
     assert sorted(p.name for p in files_in(tmp_path / "tmp")) == sorted([alive, ours])
+
+
+async def test_removed_maildir_recreated(tmp_path: Path) -> None:
+    """A Maildir removed after start-up is created again for the next message."""
+    maildir = tmp_path / "Maildir"
+    sink = sink_for(maildir)
+    await sink.open()
+    for sub in ("cur", "new", "tmp"):
+        (maildir / sub).rmdir()
+    maildir.rmdir()
+    assert (await sink.deliver(ENVELOPE, body_of(b"x\r\n"))).code == 250
+    assert len(files_in(maildir / "new")) == 1
