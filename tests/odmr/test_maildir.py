@@ -92,7 +92,7 @@ async def test_disk_full_gives_452_and_removes_tmp(tmp_path: Path, monkeypatch: 
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(fd, data)
 
-    monkeypatch.setattr(maildir_module.os, "write", full_disk)
+    monkeypatch.setattr(os, "write", full_disk)
     result = await sink.deliver(ENVELOPE, body_of(b"first\r\n", b"FILL\r\n"))
     assert result.code == 452
     assert files_in(tmp_path / "tmp") == []

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import tracemalloc
+from collections.abc import AsyncIterator
 
 import pytest
 
 from mailreleased.config.model import ReceiverLimits
-from mailreleased.odmr.sinks.base import DeliveryResult
+from mailreleased.odmr.sinks.base import DeliveryResult, Envelope
 
 from .helpers import MemorySink, body_without_trace, message, run_script
 
@@ -261,7 +262,7 @@ async def test_session_timeout_closes() -> None:
 class CrashingSink(MemorySink):
     """A sink with a bug: it raises an unexpected exception."""
 
-    async def deliver(self, envelope, body):  # type: ignore[no-untyped-def]
+    async def deliver(self, envelope: Envelope, body: AsyncIterator[bytes]) -> DeliveryResult:
         raise RuntimeError("sink bug")
 
 
