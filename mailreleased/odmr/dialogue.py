@@ -27,7 +27,6 @@ class State(enum.Enum):
 UNIMPLEMENTED_VERBS = frozenset(
     {"HELP", "EXPN", "TURN", "ETRN", "ATRN", "BDAT", "STARTTLS", "AUTH", "VERB", "SEND", "SOML", "SAML"}
 )
-KNOWN_VERBS = frozenset({"EHLO", "HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "VRFY", "QUIT"})
 
 _MAIL_PREFIX = re.compile(r"^FROM:\s*", re.IGNORECASE)
 _RCPT_PREFIX = re.compile(r"^TO:\s*", re.IGNORECASE)

@@ -226,9 +226,6 @@ class ReversedSession:
             raise _SessionClosing(f"{self._errors} command errors")
         await self._reply(text)
 
-    async def _send_result(self, result: DeliveryResult) -> None:
-        await self._reply(result.line)
-
     # Handlers
 
     async def _ehlo(self, argument: str) -> None:
@@ -269,11 +266,11 @@ class ReversedSession:
             await self._reply("552 5.3.4 Message size exceeds fixed maximum message size")
             return
         transaction = _Transaction(path.address, options.smtputf8, options.body_8bit)
-        verdict = await self._sink.check_sender(path.address, smtputf8=transaction.smtputf8)
+        verdict = await self._ask_sink(self._sink.check_sender(path.address, smtputf8=transaction.smtputf8))
         if verdict.ok:
             self._transaction = transaction
             self._state = State.MAIL
-        await self._send_result(verdict)
+        await self._reply(verdict.line)
 
     async def _rcpt(self, argument: str) -> None:
         if self._transaction is None:
@@ -287,11 +284,11 @@ class ReversedSession:
         if not dialogue.recipient_allowed(path.address, self._domains):
             await self._reply("550 5.7.1 Recipient domain is not served by this customer")
             return
-        verdict = await self._sink.check_recipient(path.address)
+        verdict = await self._ask_sink(self._sink.check_recipient(path.address))
         if verdict.ok:
             self._transaction.recipients.append(path.address)
             self._state = State.RCPT
-        await self._send_result(verdict)
+        await self._reply(verdict.line)
 
     async def _data(self, argument: str) -> None:
         if argument:
@@ -307,7 +304,7 @@ class ReversedSession:
         result, size = await self._receive(transaction)
         self._transaction = None
         self._state = State.READY
-        await self._send_result(result)
+        await self._reply(result.line)
         if result.ok:
             self._count_message(transaction, size)
 
@@ -356,18 +353,23 @@ class ReversedSession:
             await self._drain_body(body)
         if body.too_large:
             result = DeliveryResult(552, "5.3.4 Message size exceeds fixed maximum message size")
-        self._log_message(envelope, body.size, result)
+        log.debug("atrn_message", message_id=envelope.message_id, sender=envelope.sender,
+                  recipients=len(envelope.recipients), size=body.size, result=result.code)
         return result, body.size
+
+    async def _ask_sink(self, check: Awaitable[DeliveryResult]) -> DeliveryResult:
+        """Await a sink's MAIL or RCPT verdict; a sink that fails unexpectedly gives 451."""
+        try:
+            return await check
+        except Exception:
+            log.exception("sink_check_failed")
+            return DeliveryResult(451, "4.3.0 Local delivery is unavailable; try again later")
 
     async def _drain_body(self, body: BodyReader) -> None:
         try:
             await body.drain()
         except BodyIncomplete as exc:
             raise _SessionClosing(str(exc)) from None
-
-    def _log_message(self, envelope: Envelope, size: int, result: DeliveryResult) -> None:
-        log.debug("atrn_message", message_id=envelope.message_id, sender=envelope.sender,
-                  recipients=len(envelope.recipients), size=size, result=result.code)
 
     def _count_message(self, transaction: _Transaction, size: int) -> None:
         self.result.messages += 1

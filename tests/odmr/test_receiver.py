@@ -294,3 +294,17 @@ async def test_shutdown_rejects_next_mail(monkeypatch: pytest.MonkeyPatch) -> No
     assert transcript.lines[-1].startswith("421 4.3.2")
     assert transcript.result.stopped
     assert sink.messages == []
+
+
+class CrashingCheckSink(MemorySink):
+    """A sink whose RCPT check has a bug."""
+
+    async def check_recipient(self, recipient: str) -> DeliveryResult:
+        raise TimeoutError("sink bug")
+
+
+async def test_sink_check_exception_gives_451() -> None:
+    """An unexpected error in a sink's RCPT check gives 451 and the session goes on."""
+    transcript = await run_script([EHLO, b"MAIL FROM:<a@b.net>\r\nRCPT TO:<x@example.org>\r\n", QUIT], CrashingCheckSink())
+    assert transcript.codes == [220, 250, 250, 451, 221]
+    assert transcript.result.clean
