@@ -48,7 +48,7 @@ class ServerSession:
             verb, _, argument = line.partition(" ")
             await self._dispatch(verb.upper(), argument.strip())
             if self.channel.last_reply_code == 421:
-                # A 421 (normally from a reply override) closes the session, as RFC 5321 says.
+                # A 421 (normally from a reply override) closes the session, as RFC 5321 servers do.
                 return
         if self.errors >= MAX_ERRORS:
             await self.channel.reply(421, "Too many errors, closing channel")
