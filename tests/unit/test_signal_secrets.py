@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ def secret_forms() -> list[str]:
 
 
 @pytest.fixture
-def debug_logs() -> Iterator[list[dict[str, Any]]]:
+def debug_logs() -> Iterator[list[MutableMapping[str, Any]]]:
     """Capture every structlog event at debug level, then restore the configuration."""
     saved = structlog.get_config()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
@@ -70,7 +70,7 @@ def assert_no_secret(text: str) -> None:
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN", "CRAM-MD5"])
 async def test_secret_not_in_logs_or_records(
-    tls: TlsFiles, debug_logs: list[dict[str, Any]], mechanism: str
+    tls: TlsFiles, debug_logs: list[MutableMapping[str, Any]], mechanism: str
 ) -> None:
     """A successful AUTH leaves no trace of the password at debug level."""
     script = Script(
@@ -93,7 +93,7 @@ async def test_secret_not_in_logs_or_records(
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN", "CRAM-MD5"])
-async def test_secret_not_in_failures(tls: TlsFiles, debug_logs: list[dict[str, Any]], mechanism: str) -> None:
+async def test_secret_not_in_failures(tls: TlsFiles, debug_logs: list[MutableMapping[str, Any]], mechanism: str) -> None:
     """A rejected AUTH: records and logs carry no password."""
     script = Script(
         steps=(
@@ -110,7 +110,7 @@ async def test_secret_not_in_failures(tls: TlsFiles, debug_logs: list[dict[str, 
     assert_no_secret(repr(records))
 
 
-async def test_secret_not_in_traceback_locals(tls: TlsFiles, debug_logs: list[dict[str, Any]]) -> None:
+async def test_secret_not_in_traceback_locals(tls: TlsFiles, debug_logs: list[MutableMapping[str, Any]]) -> None:
     """A timeout during AUTH PLAIN: the exception, rendered with locals, holds no password."""
     script = Script(
         steps=(
