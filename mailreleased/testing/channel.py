@@ -51,7 +51,7 @@ class Channel:
 
     async def send_raw(self, data: bytes, *, record: bool = True) -> None:
         """Write ``data`` as it is and wait until the transport accepted it."""
-        if record:
+        if record and self.state.settings.record_transcript:
             for line in data.decode("utf-8", errors="replace").splitlines():
                 self.state.record(self.session, "sent", line)
         self.writer.write(data)
