@@ -143,6 +143,8 @@ async def _send_data(channel: Channel, message: QueuedMessage) -> Transfer:
     state.record(channel.session, "sent", f"<{message.size} bytes of message {message.id}>")
     final = await channel.read_reply()
     if final.code == 250:
+        # NOTE: recipients rejected at RCPT are only recorded in rejections. The
+        # message leaves the queue, where a real MTA would keep it for them.
         state.store.remove(message.id)
         state.delivered.append(message)
         return Transfer.ACCEPTED

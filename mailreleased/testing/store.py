@@ -64,7 +64,11 @@ class MessageStore:
                 pass
 
     def for_domains(self, domains: Iterable[str]) -> list[QueuedMessage]:
-        """Return waiting messages with at least one recipient in ``domains`` (case-insensitive)."""
+        """Return waiting messages with at least one recipient in ``domains`` (case-insensitive).
+
+        NOTE: a message is not split by domain. Its delivery sends every recipient,
+        including those in domains the customer did not request.
+        """
         wanted = {domain.lower() for domain in domains}
         return [message for message in self._messages.values() if message.domains & wanted]
 
