@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import string
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +152,7 @@ def mapping_for(draw: st.DrawFn, model: type, depth: int = 0) -> dict[str, Any]:
     keys = draw(st.lists(st.sampled_from(fields), unique=True, max_size=len(fields)))
     result: dict[str, Any] = {key: draw(value_for(key, depth)) for key in keys}
     if model in (MaildirDelivery, SmtpDelivery, LmtpDelivery, CommandDelivery) and draw(st.booleans()):
-        result["type"] = model.model_fields["type"].annotation.__args__[0]  # type: ignore[attr-defined]
+        result["type"] = typing.get_args(model.model_fields["type"].annotation)[0]
     for stranger in draw(st.lists(st.text(min_size=1, max_size=12), max_size=2)):
         result.setdefault(stranger, draw(values))
     return result

@@ -97,10 +97,10 @@ def install(pause: PausePoint) -> None:
         if point is not None:
             pause.arrive(point, "after")
 
-    os.fsync = fsync  # type: ignore[assignment]
-    os.fdatasync = fdatasync  # type: ignore[assignment]
-    os.rename = rename  # type: ignore[assignment]
-    os.write = write  # type: ignore[assignment]
+    os.fsync = fsync
+    os.fdatasync = fdatasync
+    os.rename = rename
+    os.write = write
 
 
 def main(argv: list[str]) -> int:

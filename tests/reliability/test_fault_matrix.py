@@ -168,13 +168,17 @@ def sink_slow(env: Env) -> dict[str, Any]:
     return atrn(provider.port, {"type": "command", "argv": slow, "timeout": SHORT})
 
 
+def _unmount(path: Path) -> None:
+    subprocess.run(["umount", "-l", str(path)], check=False)
+
+
 def disk_full(env: Env) -> dict[str, Any]:
     mount = env.tmp_path / "small"
     mount.mkdir()
     result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs (needs root): {result.stderr.decode().strip()}")
-    env.cleanups.append(lambda: subprocess.run(["umount", "-l", str(mount)], check=False))
+    env.cleanups.append(lambda: _unmount(mount))
     provider = env.provider(queue=make_messages(DOMAIN, 4, 400_000))
     return atrn(provider.port, {"type": "maildir", "path": str(mount / "Maildir")})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ def _dump(target: dict[str, object]) -> str:
 
 
 # Each case puts the control byte into one value that is later sent on the wire.
-INJECTION_CASES = {
+INJECTION_CASES: dict[str, Callable[[str], dict[str, object]]] = {
     "domain": lambda bad: _etrn_target(domains=[f"example.org{bad}QUIT"]),
     "second domain": lambda bad: _etrn_target(domains=["example.org", f"evil{bad}RCPT TO:<x@y>"]),
     "command": lambda bad: _etrn_target(method="custom", domains=[], command=f"QSND x{bad}DATA"),
