@@ -21,11 +21,14 @@ import argparse
 import asyncio
 import collections
 import dataclasses
+import logging
 import os
 import resource
 import tempfile
 import time
 from pathlib import Path
+
+import structlog
 
 from mailreleased.config.loader import parse_config
 from mailreleased.daemon import Daemon
@@ -165,12 +168,18 @@ async def soak(runs: int, work: Path, sample_every: int) -> SoakReport:
 
 
 def run_soak(runs: int, work: Path, sample_every: int = 500) -> SoakReport:
-    """Configure logging to /dev/null and run the soak in a fresh event loop."""
+    """Log to /dev/null while the soak runs in a fresh event loop, then restore the logging set-up."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    structlog_config = structlog.get_config()
     devnull = open(os.devnull, "w")  # noqa: SIM115 - must stay open for the logging handler
     configure_logging("json", "info", stream=devnull)
     try:
         return asyncio.run(soak(runs, work, sample_every))
     finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        structlog.configure(**structlog_config)
         devnull.close()
 
 

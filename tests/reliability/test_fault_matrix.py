@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import datetime
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 import trustme
 import yaml
 
@@ -251,6 +253,18 @@ def _params() -> list[Any]:
         marks = [pytest.mark.xfail(strict=True, reason=row.known_bug)] if row.known_bug else []
         params.append(pytest.param(name, marks=marks, id=name))
     return params
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """Undo the logging set-up that cli.main does, so later tests log as before."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    config = structlog.get_config()
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.configure(**config)
 
 
 @pytest.fixture(scope="module")
