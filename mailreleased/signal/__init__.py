@@ -70,7 +70,8 @@ async def _run_lazy(target: Target, location: str, run: int | None) -> list[Sign
     except (ImportError, AttributeError):
         _log.error("signaler_missing", target=target.name, method=str(target.method), location=location)
         maker = RecordMaker(target, target.effective_hosts[0], run)
-        return [maker.make(None, Outcome.PROTOCOL_ERROR, detail=f"method {target.method} is not available: {location} cannot be imported")]
+        detail = f"method {target.method} is not available: {location} cannot be imported"
+        return [maker.make(None, Outcome.PROTOCOL_ERROR, detail=detail)]
     return await signaler(target, run=run)
 
 

@@ -1,4 +1,4 @@
-"""The FINGER poke (RFC 1288): send one query line and read the answer until the server closes."""
+"""The FINGER poke (RFC 1288): send one query line and read the response until the server closes."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from mailreleased.signal.tcp import close_stream, open_stream
 from mailreleased.smtp.reply import RECORD_TEXT_CHARS, decode_server_text, sanitize
 from mailreleased.smtp.wire import WireLog
 
-# Bytes of answer read at most; the rest is not waited for.
+# Maximum bytes of response read; the rest is not waited for.
 MAX_FINGER_REPLY = 64 * 1024
 
 _log = structlog.get_logger("mailreleased.signal")

@@ -18,7 +18,7 @@ async def connect_poke(target: Target, host: str, run: int | None) -> list[Signa
     """Connect, send ``command`` if set, hold for ``hold`` seconds, close; return one record.
 
     While holding, TELNET option requests are refused so that a telnet daemon
-    does not wait for answers. The hold ends early when the server closes.
+    does not wait for replies. The hold ends early when the server closes.
     """
     maker = RecordMaker(target, host, run)
     wire = WireLog(target.name, host)

@@ -2,7 +2,7 @@
 
 Secrets never go through a code path that logs or waits on the network:
 payload lines are built inside a callback and written at once, so no frame
-that might end in a timeout holds the password or its base64 form.
+that might end in a timeout contains the password or its base64 form.
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ CLEARTEXT_MECHANISMS = frozenset({"PLAIN", "LOGIN"})
 class AuthChannel(Protocol):
     """The two round trips an AUTH exchange needs from a session."""
 
-    async def exchange(self, line: str, stage: Stage) -> Reply | Failure: ...
+    async def exchange(self, line: str) -> Reply | Failure: ...
 
-    async def exchange_secret(self, build: Callable[[], bytes], stage: Stage, log_as: str = ...) -> Reply | Failure: ...
+    async def exchange_secret(self, build: Callable[[], bytes], log_as: str = ...) -> Reply | Failure: ...
 
 
 def cram_md5_response(username: str, password: str, challenge_b64: str) -> str:
-    """Return the base64 CRAM-MD5 answer (RFC 2195) to a base64 server challenge.
+    """Return the base64 CRAM-MD5 response (RFC 2195) to a base64 server challenge.
 
     Raises ValueError if the challenge is not valid base64.
     """
@@ -119,34 +119,39 @@ async def _run_mechanism(channel: AuthChannel, auth: AuthConfig, mechanism: str)
     secret = auth.secret
     if mechanism == "PLAIN":
         result = await channel.exchange_secret(
-            lambda: plain_initial_response(username, secret), Stage.AUTH, log_as=f"AUTH PLAIN {MASK}"
+            lambda: plain_initial_response(username, secret), log_as=f"AUTH PLAIN {MASK}"
         )
     elif mechanism == "LOGIN":
-        result = await channel.exchange("AUTH LOGIN", Stage.AUTH)
+        result = await channel.exchange("AUTH LOGIN")
         if _is_challenge(result):
-            result = await channel.exchange_secret(lambda: _b64(username), Stage.AUTH)
+            result = await channel.exchange_secret(lambda: _b64(username))
         if _is_challenge(result):
-            result = await channel.exchange_secret(lambda: _b64(secret.get_secret_value()), Stage.AUTH)
+            result = await channel.exchange_secret(lambda: _b64(secret.get_secret_value()))
     else:
-        result = await channel.exchange("AUTH CRAM-MD5", Stage.AUTH)
+        result = await channel.exchange("AUTH CRAM-MD5")
         if isinstance(result, Reply) and result.code == 334:
             challenge = result.lines[0] if result.lines else ""
-            try:
-                cram_md5_response(username, "", challenge)
-            except ValueError:
+            if not _is_base64(challenge):
                 return Failure.GARBAGE
             result = await channel.exchange_secret(
-                lambda: cram_md5_response(username, secret.get_secret_value(), challenge).encode("ascii"),
-                Stage.AUTH,
+                lambda: cram_md5_response(username, secret.get_secret_value(), challenge).encode("ascii")
             )
     if _is_challenge(result):
         # The server wants more than this mechanism sends: cancel with "*" (RFC 4954).
-        result = await channel.exchange("*", Stage.AUTH)
+        result = await channel.exchange("*")
     return result
 
 
 def _is_challenge(result: Reply | Failure) -> bool:
     return isinstance(result, Reply) and result.code == 334
+
+
+def _is_base64(text: str) -> bool:
+    try:
+        base64.b64decode(text.strip(), validate=True)
+    except binascii.Error:
+        return False
+    return True
 
 
 def _b64(text: str) -> bytes:

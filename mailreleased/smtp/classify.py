@@ -17,7 +17,7 @@ from mailreleased.smtp.reply import Reply
 
 
 class Stage(enum.Enum):
-    """Where in the session a reply or failure happened."""
+    """The session step at which a reply or failure happened."""
 
     CONNECT = "connect"
     GREETING = "greeting"
@@ -74,7 +74,7 @@ def classify(
     """Turn a reply (or a failure) at ``stage`` into an outcome or the next action.
 
     ``ehlo_sent`` and ``has_credentials`` decide whether a 503 or 530 to the
-    release command earns one retry; ``retried`` says that retry was used.
+    release command earns one retry; ``retried`` is true once that retry was used.
     """
     if isinstance(result, Failure):
         if stage is Stage.EHLO and result is Failure.EOF:
@@ -96,7 +96,7 @@ def classify(
 
 
 def _classify_opening(stage: Stage, code: int) -> Outcome | Action:
-    """Greeting, EHLO and HELO replies."""
+    """Classify greeting, EHLO and HELO replies."""
     expected = 220 if stage is Stage.GREETING else 250
     if code == expected:
         return Action.PROCEED
@@ -105,8 +105,10 @@ def _classify_opening(stage: Stage, code: int) -> Outcome | Action:
     return _by_class(code)
 
 
-def _classify_release(code: int, method: str, ehlo_sent: bool, has_credentials: bool, retried: bool) -> Outcome | Action:
-    """Replies to ETRN, QSND or a custom command."""
+def _classify_release(
+    code: int, method: str, ehlo_sent: bool, has_credentials: bool, retried: bool
+) -> Outcome | Action:
+    """Classify replies to ETRN, QSND or a custom command."""
     if 200 <= code < 300:
         if method == "etrn" and code == 251:
             return Outcome.NO_MAIL
@@ -118,13 +120,13 @@ def _classify_release(code: int, method: str, ehlo_sent: bool, has_credentials: 
     if code == 530:
         return Action.AUTH_AND_RETRY if has_credentials and not retried else Outcome.AUTH_FAILED
     if code == 459:
-        # RFC 1985 "node not allowed": a standing refusal, whatever its first digit says.
+        # RFC 1985 "node not allowed" is a standing refusal despite its 4xx code.
         return Outcome.REFUSED
     return _by_class(code)
 
 
 def _classify_auth(code: int) -> Outcome | Action:
-    """The final reply of an AUTH exchange."""
+    """Classify the final reply of an AUTH exchange."""
     if code == 235:
         return Action.PROCEED
     if code == 504:
@@ -135,7 +137,7 @@ def _classify_auth(code: int) -> Outcome | Action:
 
 
 def _classify_atrn(code: int) -> Outcome | Action:
-    """Replies to ATRN (RFC 2645): 250 reverses the connection, 453 means no mail."""
+    """Classify replies to ATRN (RFC 2645): 250 reverses the connection, 453 means no mail."""
     if code == 250:
         return Action.REVERSE
     if code == 453:
@@ -148,7 +150,7 @@ def _classify_atrn(code: int) -> Outcome | Action:
 
 
 def _by_class(code: int) -> Outcome:
-    """Fallback on the first digit: 4xx is temporary, 5xx a refusal, anything else malformed."""
+    """Classify by the first digit: 4xx is temporary, 5xx a refusal, anything else malformed."""
     if 400 <= code < 500:
         return Outcome.TEMPFAIL
     if 500 <= code < 600:

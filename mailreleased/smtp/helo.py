@@ -15,7 +15,7 @@ _machine_fqdn: str | None = None
 async def helo_name(target: Target, protocol: ReleaseProtocol) -> str:
     """Return ``helo_name``, else this machine's FQDN, else an address literal of the local socket.
 
-    RFC 5321 section 4.1.1.1 asks for an address literal when the client has
+    RFC 5321 section 4.1.1.1 recommends an address literal when the client has
     no meaningful domain name, so a name without a dot is not used.
     """
     if target.helo_name:

@@ -27,7 +27,7 @@ async def open_session(target: Target, host: str) -> ClientSession:
 
     Waits for the complete greeting, sends EHLO (HELO on 500/502, or on a new
     connection if the server hangs up on EHLO), runs STARTTLS as ``target.tls``
-    says and AUTH when the server offers it and ``target.auth`` is set.
+    sets and AUTH when the server offers it and ``target.auth`` is set.
     Raises SessionError for anything that stops the session.
     """
     helo_only = False
@@ -110,8 +110,8 @@ async def _negotiate(session: ClientSession, target: Target, *, helo_only: bool,
     if session.auth_mechanisms:
         await session.login()
     else:
-        # Servers that do not list AUTH may still demand it with a 530, which
-        # the release step answers with AUTH and one retry.
+        # Servers that do not list AUTH may still demand it with a 530, to which
+        # the release step responds with AUTH and one retry.
         _log.info("auth_not_offered", target=target.name, host=session.host)
 
 

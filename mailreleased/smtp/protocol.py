@@ -4,7 +4,7 @@ aiosmtplib's :class:`~aiosmtplib.protocol.SMTPProtocol` frames replies and
 writes commands. This subclass adds three things it lacks:
 
 * bytes that arrive while no command waits for a reply are kept (aiosmtplib
-  drops them), so that :meth:`pending_bytes` sees everything not yet consumed;
+  drops them), so that :meth:`pending_bytes` returns everything not yet consumed;
 * :meth:`upgrade_tls` refuses to start TLS while such bytes exist, because a
   man in the middle can inject plaintext after the ``220`` to STARTTLS
   (CVE-2011-0411); aiosmtplib's own ``start_tls`` discards them silently;

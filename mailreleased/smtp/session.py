@@ -11,6 +11,7 @@ aborting.
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from collections.abc import Callable
 
@@ -28,7 +29,9 @@ from mailreleased.smtp.reply import MAX_REPLY_LINES, Reply, decode_server_text
 from mailreleased.smtp.protocol import ReleaseProtocol
 from mailreleased.smtp.wire import MASK, WireLog, mask_auth_command
 
-# QUIT is a courtesy: never wait long for its reply.
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+# Seconds to wait for the reply to QUIT, which is a courtesy and must not delay the run.
 QUIT_TIMEOUT = 10.0
 
 _log = structlog.get_logger("mailreleased.smtp")
@@ -60,17 +63,23 @@ class ClientSession:
         Raises SessionError on EOF, timeout or a malformed reply; the
         connection is closed then.
         """
-        result = await self.exchange(line, Stage.RELEASE, timeout=timeout)
+        result = await self.exchange(line, timeout=timeout)
         if isinstance(result, Failure):
             raise self.failure_error(Stage.RELEASE, result, line.split(" ", 1)[0])
         return result
 
-    async def exchange(self, line: str, stage: Stage, *, timeout: float | None = None) -> Reply | Failure:
-        """Send one line and return the reply, or the Failure that prevented one."""
+    async def exchange(self, line: str, *, timeout: float | None = None) -> Reply | Failure:
+        """Send one line and return the reply, or the Failure that prevented one.
+
+        Raises ValueError if ``line`` contains a control character, because
+        CR or LF in it would smuggle in another command.
+        """
+        if _CONTROL_CHARS.search(line):
+            raise ValueError("SMTP command line contains a control character")
         self._wire.client(mask_auth_command(line))
         return await self._round_trip(line.encode("utf-8") + b"\r\n", timeout)
 
-    async def exchange_secret(self, build: Callable[[], bytes], stage: Stage, log_as: str = MASK) -> Reply | Failure:
+    async def exchange_secret(self, build: Callable[[], bytes], log_as: str = MASK) -> Reply | Failure:
         """Send the line returned by ``build`` (an AUTH payload); the wire log shows ``log_as``."""
         self._wire.client(log_as)
         return await self._round_trip(build, None)
@@ -108,13 +117,13 @@ class ClientSession:
             return Failure.GARBAGE
         return reply
 
-    def failure_error(self, stage: Stage, result: Reply | Failure, what: str) -> SessionError:
+    def failure_error(self, stage: Stage, result: Reply | Failure, command_name: str) -> SessionError:
         """Build the SessionError for a reply or failure that ends the session at ``stage``."""
         decision = classify(stage, result)
         outcome = decision if isinstance(decision, Outcome) else Outcome.PROTOCOL_ERROR
         if isinstance(result, Reply):
-            return SessionError(outcome, result.code, result.short(), detail=f"{what} rejected")
-        return SessionError(outcome, detail=_FAILURE_TEXT[result].format(what=what))
+            return SessionError(outcome, result.code, result.short(), detail=f"{command_name} rejected")
+        return SessionError(outcome, detail=_FAILURE_TEXT[result].format(command=command_name))
 
     async def hello(self, *, esmtp: bool) -> None:
         """Send EHLO (falling back to HELO on 500/502) or HELO.
@@ -123,7 +132,7 @@ class ClientSession:
         """
         name = await helo_name(self._target, self._protocol)
         if esmtp:
-            result = await self.exchange(f"EHLO {name}", Stage.EHLO)
+            result = await self.exchange(f"EHLO {name}")
             decision = classify(Stage.EHLO, result)
             if decision is Action.PROCEED:
                 assert isinstance(result, Reply)
@@ -135,8 +144,8 @@ class ClientSession:
             if decision is not Action.HELO_FALLBACK:
                 raise self.failure_error(Stage.EHLO, result, "EHLO")
             assert isinstance(result, Reply)
-            _log.info("ehlo_fallback", target=self._target.name, host=self.host, reason=f"EHLO answered {result.code}")
-        result = await self.exchange(f"HELO {name}", Stage.HELO)
+            _log.info("ehlo_fallback", target=self._target.name, host=self.host, reason=f"EHLO rejected with {result.code}")
+        result = await self.exchange(f"HELO {name}")
         if classify(Stage.HELO, result) is not Action.PROCEED:
             raise self.failure_error(Stage.HELO, result, "HELO")
         self.greeted = True
@@ -166,14 +175,14 @@ class ClientSession:
     async def start_tls(self, context: ssl.SSLContext) -> None:
         """Send STARTTLS, run the handshake and send EHLO again.
 
-        Raises SessionError, or TlsUnavailable when the server refused or
-        the handshake failed (the caller decides whether to fall back).
+        Raises SessionError, or TlsUnavailable when the server rejected STARTTLS
+        or the handshake failed (the caller decides whether to fall back).
         """
-        result = await self.exchange("STARTTLS", Stage.STARTTLS)
+        result = await self.exchange("STARTTLS")
         decision = classify(Stage.STARTTLS, result)
         if decision is Outcome.TLS_FAILED:
             assert isinstance(result, Reply)
-            raise TlsUnavailable(result.code, result.short(), "server refused STARTTLS")
+            raise TlsUnavailable(result.code, result.short(), "server rejected STARTTLS")
         if decision is not Action.PROCEED:
             raise self.failure_error(Stage.STARTTLS, result, "STARTTLS")
         if self._protocol.pending_bytes():
@@ -202,7 +211,7 @@ class ClientSession:
     async def quit(self) -> None:
         """Send QUIT and wait briefly for any reply; never raises for network errors."""
         if not self.closed:
-            await self.exchange("QUIT", Stage.RELEASE, timeout=min(QUIT_TIMEOUT, self._target.reply_timeout))
+            await self.exchange("QUIT", timeout=min(QUIT_TIMEOUT, self._target.reply_timeout))
         await self.aclose()
 
     def detach(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -226,9 +235,9 @@ class ClientSession:
 
 
 _FAILURE_TEXT = {
-    Failure.EOF: "connection closed before a complete reply to {what}",
-    Failure.GARBAGE: "malformed or oversized reply to {what}",
-    Failure.TIMEOUT: "no reply to {what} within the reply timeout",
+    Failure.EOF: "connection closed before a complete reply to {command}",
+    Failure.GARBAGE: "malformed or oversized reply to {command}",
+    Failure.TIMEOUT: "no reply to {command} within the reply timeout",
     Failure.CONNECT: "cannot connect",
     Failure.TLS: "TLS handshake failed",
 }
@@ -244,7 +253,7 @@ class Restart(Exception):
 
 
 class TlsUnavailable(Exception):
-    """STARTTLS was refused or the handshake failed."""
+    """STARTTLS was rejected or the handshake failed."""
 
     def __init__(self, code: int | None, reply: str | None, detail: str) -> None:
         super().__init__(detail)

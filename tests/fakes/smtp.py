@@ -42,7 +42,7 @@ class Close:
 
 @dataclass(frozen=True)
 class StartTls:
-    """Answer STARTTLS with ``reply``; then send ``inject`` raw, or, if empty, run the TLS handshake."""
+    """Reply to STARTTLS with ``reply``, then send ``inject`` raw, or, if empty, run the TLS handshake."""
 
     reply: str = "220 2.0.0 Ready to start TLS"
     inject: bytes = b""

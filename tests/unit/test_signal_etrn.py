@@ -79,7 +79,7 @@ async def test_pending_count_from_253() -> None:
 
 
 async def test_helo_fallback_on_502() -> None:
-    """EHLO answered 502: HELO on the same connection."""
+    """A 502 to EHLO: HELO on the same connection."""
     steps = (Step("EHLO", "502 5.5.2 not implemented"), Step("HELO", "250 fake.test"), Step("ETRN", "250 OK"))
     async with FakeSmtpServer(Script(steps=steps)) as server:
         records = await signal_target(make_target(server.port))
@@ -195,6 +195,14 @@ async def test_too_many_reply_lines_is_protocol_error() -> None:
     """More than 100 lines in one reply: protocol_error."""
     endless = "\n".join(["250-x"] * 150 + ["250 end"])
     steps = (Step("EHLO", EHLO_OK), Step("ETRN", endless))
+    async with FakeSmtpServer(Script(steps=steps)) as server:
+        records = await signal_target(make_target(server.port))
+    assert records[0].outcome is Outcome.PROTOCOL_ERROR
+
+
+async def test_overlong_reply_line_is_protocol_error() -> None:
+    """A reply line over 8 KiB: protocol_error."""
+    steps = (Step("EHLO", EHLO_OK), Step("ETRN", "250 " + "x" * 9000))
     async with FakeSmtpServer(Script(steps=steps)) as server:
         records = await signal_target(make_target(server.port))
     assert records[0].outcome is Outcome.PROTOCOL_ERROR

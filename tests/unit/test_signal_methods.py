@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailreleased.config.model import Method, Target
 from mailreleased.outcome import Outcome, SignalRecord
@@ -83,7 +85,7 @@ async def finger_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWri
 
 
 async def test_finger_empty_query() -> None:
-    """FINGER sends a bare CRLF and records the sanitized answer."""
+    """FINGER sends a bare CRLF and records the sanitized response."""
     async with FakeTcpServer(finger_handler) as server:
         records = await signal_target(make_target(server.port, method="finger", domains=[]))
     assert records[0].outcome is Outcome.RELEASED
@@ -99,7 +101,7 @@ async def test_finger_user_query() -> None:
 
 
 async def test_finger_close_without_data() -> None:
-    """A server that closes without answering still counts as released."""
+    """A server that closes without a response still counts as released."""
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readline()
@@ -194,7 +196,7 @@ def test_telnet_refuser(received: bytes, answer: bytes, data_bytes: int) -> None
 
 
 def test_telnet_refuser_split_chunks() -> None:
-    """A request split across reads is still answered once."""
+    """A request split across reads still gets one refusal."""
     refuser = TelnetRefuser()
     assert refuser.feed(bytes((IAC,))) == b""
     assert refuser.feed(bytes((DO,))) == b""
@@ -233,3 +235,17 @@ FAKE_ATRN_RECORD = SignalRecord("fake", "atrn", "127.0.0.1", 366, None, Outcome.
 async def fake_run_atrn(target: Target, *, run: int | None) -> list[SignalRecord]:
     assert run == 5
     return [FAKE_ATRN_RECORD]
+
+
+@given(stream=st.binary(max_size=200), cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=10))
+def test_telnet_refuser_chunking_invariant(stream: bytes, cuts: list[int]) -> None:
+    """Any split of the same byte stream produces the same refusals."""
+    whole = TelnetRefuser().feed(stream)
+    refuser = TelnetRefuser()
+    pieces = []
+    start = 0
+    for cut in sorted(min(cut, len(stream)) for cut in cuts):
+        pieces.append(refuser.feed(stream[start:cut]))
+        start = cut
+    pieces.append(refuser.feed(stream[start:]))
+    assert b"".join(pieces) == whole

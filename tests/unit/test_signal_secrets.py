@@ -111,7 +111,7 @@ async def test_secret_not_in_failures(tls: TlsFiles, debug_logs: list[MutableMap
 
 
 async def test_secret_not_in_traceback_locals(tls: TlsFiles, debug_logs: list[MutableMapping[str, Any]]) -> None:
-    """A timeout during AUTH PLAIN: the exception, rendered with locals, holds no password."""
+    """A timeout during AUTH PLAIN: the exception, rendered with locals, contains no password."""
     script = Script(
         steps=(
             Step("EHLO", "250-fake.test\n250 STARTTLS"),

@@ -21,10 +21,6 @@ def tls(tmp_path: Path) -> TlsFiles:
     return make_tls(tmp_path)
 
 
-def tls_target(port: int, tls: TlsFiles, mode: str = "starttls", **overrides: object) -> object:
-    return make_target(port, tls=mode, tls_ca_file=str(tls.ca_file), **overrides)
-
-
 def starttls_script(*after: Step) -> Script:
     return Script(steps=(Step("EHLO", EHLO_TLS), Step("STARTTLS", StartTls()), *after))
 
@@ -258,7 +254,7 @@ async def test_auth_454_is_tempfail() -> None:
 
 
 async def test_530_with_credentials_authenticates_and_retries() -> None:
-    """AUTH not listed, ETRN answered 530: AUTH, then ETRN once more."""
+    """AUTH not listed and a 530 to ETRN: AUTH, then ETRN once more."""
     script = Script(
         steps=(
             Step("EHLO", "250-fake.test\n250 ETRN"),
