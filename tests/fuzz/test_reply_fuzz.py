@@ -16,6 +16,7 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -197,3 +198,47 @@ EHLO_TLS = Piece(b"250-fake.test\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n")
 def test_reply_stream_fuzz(kind: str, stream: list[Piece]) -> None:
     """Any reply stream ends in records from the outcome vocabulary, never an exception or a hang."""
     check_records(asyncio.run(run_stream(kind, stream)))
+
+
+class DripServer:
+    """Greets (or not), then sends one reply byte every ``interval`` seconds until the client leaves."""
+
+    def __init__(self, drip_greeting: bool, interval: float, total: int) -> None:
+        self.drip_greeting = drip_greeting
+        self.interval = interval
+        self.total = total
+        self.sent = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            if not self.drip_greeting:
+                writer.write(b"220 fake.test ESMTP\r\n")
+                await reader.readline()
+            writer.write(b"250-")
+            for _ in range(self.total):
+                await asyncio.sleep(self.interval)
+                writer.write(b"x")
+                await writer.drain()
+                self.sent += 1
+        except (OSError, ValueError):
+            pass
+        finally:
+            writer.transport.abort()
+
+
+@pytest.mark.parametrize("drip_greeting", [True, False], ids=["greeting", "command-reply"])
+async def test_slow_drip_times_out(drip_greeting: bool) -> None:
+    """A server that drips one byte at a time cannot keep the client past its timeout."""
+    drip = DripServer(drip_greeting, interval=0.05, total=1200)
+    server = await asyncio.start_server(drip.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with asyncio.timeout(HANG_BOUND):
+            records = await signal_target(make_target("qsnd", port), run=1)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+    assert [record.outcome for record in records] == [Outcome.TIMEOUT]
+    # The client left while the server still had most of its 1,200 bytes (60 s) to drip.
+    assert drip.sent < drip.total // 2, drip.sent
