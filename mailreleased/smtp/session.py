@@ -196,7 +196,11 @@ class ClientSession:
         # RFC 3207: forget everything learnt before TLS and ask again.
         self.capabilities = {}
         self.auth_mechanisms = ()
-        await self.hello(esmtp=True)
+        try:
+            await self.hello(esmtp=True)
+        except Restart:
+            # Reconnecting with HELO here would silently drop TLS.
+            raise SessionError(Outcome.PROTOCOL_ERROR, detail="connection closed on EHLO after STARTTLS") from None
 
     async def handshake(self, context: ssl.SSLContext, timeout: float) -> None:
         """Run the TLS handshake on the connection; raise TlsUnavailable if it fails."""

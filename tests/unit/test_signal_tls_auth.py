@@ -8,7 +8,7 @@ import pytest
 
 from mailreleased.outcome import Outcome
 from mailreleased.signal import signal_target
-from tests.fakes.smtp import Auth, FakeSmtpServer, Script, StartTls, Step, TlsFiles, make_tls
+from tests.fakes.smtp import Auth, Drop, FakeSmtpServer, Script, StartTls, Step, TlsFiles, make_tls
 from tests.fakes.targets import make_target
 
 EHLO_TLS = "250-fake.test\n250-STARTTLS\n250 ETRN"
@@ -268,3 +268,13 @@ async def test_530_with_credentials_authenticates_and_retries() -> None:
     assert records[0].outcome is Outcome.RELEASED
     assert server.connections[0].lines.count("ETRN example.org") == 2
     assert server.mismatches == []
+
+
+async def test_drop_on_ehlo_after_starttls(tls: TlsFiles) -> None:
+    """A server hanging up on the EHLO inside TLS is a protocol error, not a cleartext retry."""
+    script = starttls_script(Step("EHLO", Drop()))
+    async with FakeSmtpServer(script, tls=tls) as server:
+        target = make_target(server.port, tls="opportunistic", tls_ca_file=str(tls.ca_file))
+        records = await signal_target(target)
+    assert records[0].outcome is Outcome.PROTOCOL_ERROR
+    assert len(server.connections) == 1
