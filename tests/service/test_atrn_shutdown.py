@@ -114,10 +114,6 @@ async def test_sigterm_drain_loses_nothing(tmp_path: Path, monkeypatch: pytest.M
     assert delivered <= _stored_message_ids(maildir)
 
 
-@pytest.mark.xfail(
-    reason="the ODMR receiver does not yet answer MAIL with 421 once mailreleased.shutdown is requested",
-    strict=False,
-)
 async def test_sigterm_drain_stops_at_next_mail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The message in the sink completes; the next MAIL gets 421, so the provider keeps the rest."""
     provider, _maildir = await _drain_with_sigterm(tmp_path, monkeypatch)
