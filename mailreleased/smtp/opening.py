@@ -28,6 +28,9 @@ async def open_session(target: Target, host: str) -> ClientSession:
     Waits for the complete greeting, sends EHLO (HELO on 500/502, or on a new
     connection if the server hangs up on EHLO), runs STARTTLS as ``target.tls``
     sets and AUTH when the server offers it and ``target.auth`` is set.
+    STARTTLS and AUTH need EHLO, so ``tls: starttls`` and ``auth`` send it
+    even with ``ehlo: false``. With ``ehlo: false`` and neither of them, no
+    EHLO goes out, so opportunistic STARTTLS cannot happen.
     Raises SessionError for anything that stops the session.
     """
     helo_only = False
