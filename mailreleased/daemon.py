@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 
 from mailreleased import __version__, shutdown
-from mailreleased.config.model import Config, Schedule
+from mailreleased.config.model import Config, Schedule, Target
 from mailreleased.control import ControlServer
 from mailreleased.errors import ConfigError, MailreleasedError
 from mailreleased.metrics import Metrics
@@ -162,7 +162,7 @@ class Daemon:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(shutdown.wait_for_shutdown(), timeout=delay)
 
-    def _observe(self, target: Any, records: list[SignalRecord]) -> None:
+    def _observe(self, target: Target, records: list[SignalRecord]) -> None:
         if self.metrics is not None:
             self.metrics.observe(records, self.store.targets.get(target.name))
 

@@ -101,7 +101,7 @@ async def test_second_daemon_is_rejected(tmp_path: Path, signaler: ScriptedSigna
 
 
 def test_stale_socket_is_replaced(tmp_path: Path) -> None:
-    """A socket file with nobody listening is removed."""
+    """A socket file without a listener is removed."""
     path = tmp_path / "control.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stale:
         stale.bind(str(path))

@@ -53,7 +53,7 @@ async def test_permanent_failure_no_retry(signaler: ScriptedSignaler) -> None:
 
 
 async def test_attempts_are_capped(signaler: ScriptedSignaler) -> None:
-    """Transient failures stop after policy.attempts; the last record stands."""
+    """Transient failures stop after policy.attempts, and the last record is returned."""
     signaler.outcomes["fake"] = [Outcome.TIMEOUT] * 10
     sleep = RecordingSleep()
     policy = RetryPolicy(attempts=3, backoff=10.0, max_backoff=15.0, jitter=False)

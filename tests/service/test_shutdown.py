@@ -72,7 +72,7 @@ async def test_stop_ends_retry_wait(tmp_path: Path, signaler: ScriptedSignaler) 
 
 
 async def test_release_rejected_while_stopping(tmp_path: Path, signaler: ScriptedSignaler) -> None:
-    """Once stopping, the control socket rejects new runs but still answers status."""
+    """Once stopping, the control socket rejects new runs but still returns the status."""
     daemon = _daemon(tmp_path)
     await daemon.stop(grace=0)
     release = await daemon.handle_request({"command": "release"})
