@@ -182,6 +182,9 @@ class Daemon:
         use the new one. Counters of targets that remain are kept, and targets
         new to the file run at once, as every target does at start-up.
         """
+        if self.stopping.is_set():
+            log.warning("config_reload_skipped", config=str(self.config_path), reason="the daemon is stopping")
+            return False
         self.notifier.reloading()
         log.info("config_reload_started", config=str(self.config_path))
         try:

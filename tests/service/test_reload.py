@@ -108,3 +108,14 @@ async def test_restart_only_keys_are_kept(tmp_path: Path, daemon: Daemon) -> Non
     assert partial[0]["keys"] == ["state_dir"]
     assert daemon.config.state_dir == old_state
     assert daemon.config.control.socket == old_socket
+
+
+async def test_reload_while_stopping_is_skipped(tmp_path: Path, signaler: ScriptedSignaler) -> None:
+    """A SIGHUP that arrives during the stop changes nothing."""
+    path = write_config(tmp_path, TWO_TARGETS)
+    daemon = Daemon(load_config(path), path, notifier=RecordingNotifier())
+    daemon.store.load()
+    await daemon.stop(grace=0)
+    write_config(tmp_path, "- {name: gamma, method: connect, host: 127.0.0.1, port: 9}\n")
+    assert daemon.reload() is False
+    assert [target.name for target in daemon.config.targets] == ["alpha", "beta"]
