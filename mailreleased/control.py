@@ -87,8 +87,8 @@ class ControlServer:
                 if not line:
                     return
                 await _reply(writer, await self._dispatch(line))
-        except ConnectionError:
-            return
+        except ConnectionError as exc:
+            log.debug("control_client_gone", error=str(exc))
         finally:
             self._writers.discard(writer)
             writer.close()

@@ -189,9 +189,11 @@ async def test_cli_status_check_alert_after(tmp_path: Path, signaler: ScriptedSi
     ))
     signaler.gates["alpha"] = asyncio.Event()
     async with running_daemon(config):
+        await asyncio.wait_for(signaler.started.wait(), timeout=WAIT)
         code, stdout, _stderr = await _cli("status", "-c", str(config), "--check", "--json")
         signaler.gates["alpha"].set()
     assert code == 1
+    assert json.loads(stdout)["targets"][0]["in_flight"] is True
     problems = json.loads(stdout)["problems"]
     assert len(problems) == 1
     assert "alpha has had no success" in problems[0]
