@@ -2,7 +2,7 @@
 
 A processing run is one scheduler tick or one ``mailreleased once``. Targets are
 signalled concurrently; each target's transient failures are retried with
-backoff inside the run, as its retry policy says.
+backoff inside the run, following its retry policy.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ async def _run_target(
 async def signal_with_retries(
     target: Target, policy: RetryPolicy, *, run: int | None, sleep: Sleeper = asyncio.sleep
 ) -> list[SignalRecord]:
-    """Signal ``target``; retry the records with transient outcomes as ``policy`` says.
+    """Signal ``target``; retry the records with transient outcomes, following ``policy``.
 
     Only the domains that failed transiently are signalled again. Every attempt's
     records are logged; the last attempt's records stand for each domain.
