@@ -458,7 +458,8 @@ class Target(_Model):
         default=None,
         description=(
             "Send EHLO before the command. Unset means true for etrn and atrn and false for the others. "
-            "STARTTLS and AUTH send EHLO regardless."
+            "tls: starttls and auth send EHLO regardless. Without EHLO, opportunistic STARTTLS cannot "
+            "happen."
         ),
     )
     helo_name: str | None = Field(
