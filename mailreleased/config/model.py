@@ -292,7 +292,7 @@ def _expand_credentials_dir(path: Path) -> Path:
 
 
 class MaildirDelivery(_Model):
-    """Write each message into a Maildir (tmp, fsync, rename into new, fsync the directory)."""
+    """Write each message into a Maildir (tmp, fdatasync, rename into new, fsync the directory)."""
 
     type: Literal["maildir"] = Field(description="Selects the Maildir sink.")
     path: str = Field(
@@ -305,8 +305,8 @@ class MaildirDelivery(_Model):
     fsync: bool = Field(
         default=True,
         description=(
-            "fsync each message file and the directory before the message is acknowledged. false is "
-            "faster but a crash can lose acknowledged mail."
+            "Flush each message file (fdatasync) and the new directory (fsync) to disk before the message "
+            "is acknowledged. false is faster, but a crash can lose acknowledged mail."
         ),
     )
 
