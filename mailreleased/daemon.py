@@ -122,6 +122,11 @@ class Daemon:
             await self.run(names)
         except MailreleasedError as exc:
             log.error("run_failed", targets=names, error=str(exc))
+        except asyncio.CancelledError:
+            # The scheduler cancels its running jobs at shutdown. The run itself is shielded
+            # and stop() waits for it, so end the job quietly instead of logging a traceback.
+            if not self.stopping.is_set():
+                raise
 
     async def run(self, names: Sequence[str] | None = None, *, force: bool = False) -> list[SignalRecord]:
         """Do one processing run as a tracked task; each target runs under its own lock.
