@@ -53,12 +53,12 @@ def drain_postfix(context: Context, count: int, size: int) -> dict[str, Any]:
         deadline = time.monotonic() + 30
         while postfix.held_count() < count and time.monotonic() < deadline:
             time.sleep(0.1)
-        held = postfix.held_count()
+        held_count = postfix.held_count()
     finally:
         postfix.stop()
-    if result["messages"] != count or held != count:
+    if result["messages"] != count or held_count != count:
         raise BenchError(
-            f"Postfix accepted {result['messages']} and put {held} in its hold queue of {count} messages; see {postfix.log_file}"
+            f"Postfix accepted {result['messages']} and put {held_count} in its hold queue of {count} messages; see {postfix.log_file}"
         )
     return result
 
@@ -71,9 +71,9 @@ def drain_discard(context: Context, count: int, size: int) -> dict[str, Any]:
         result = run_feeder(directory, sink.port, count=count, size=size)
     finally:
         sink.stop()
-    taken = discard_totals(directory)["messages"]
-    if result["messages"] != count or taken != count:
-        raise BenchError(f"the discard sink took {taken} of {count} messages")
+    received_count = discard_totals(directory)["messages"]
+    if result["messages"] != count or received_count != count:
+        raise BenchError(f"the discard sink took {received_count} of {count} messages")
     return result
 
 

@@ -51,9 +51,9 @@ def _fetchmail_once(context: Context, count: int, size: int) -> float:
     finally:
         provider.stop()
         sink.stop()
-    taken = discard_totals(directory)["messages"]
-    if status != 0 or taken != count:
-        raise BenchError(f"fetchmail exited with {status} and relayed {taken} of {count} messages; see {directory}/fetchmail.log")
+    received_count = discard_totals(directory)["messages"]
+    if status != 0 or received_count != count:
+        raise BenchError(f"fetchmail exited with {status} and relayed {received_count} of {count} messages; see {directory}/fetchmail.log")
     return seconds
 
 
@@ -70,9 +70,9 @@ def _mailreleased_once(context: Context, count: int, size: int) -> float:
     finally:
         provider.stop()
         sink.stop()
-    taken = discard_totals(directory)["messages"]
-    if status != 0 or taken != count:
-        raise BenchError(f"mailreleased once exited with {status} and relayed {taken} of {count} messages; see {directory}/once.log")
+    received_count = discard_totals(directory)["messages"]
+    if status != 0 or received_count != count:
+        raise BenchError(f"mailreleased once exited with {status} and relayed {received_count} of {count} messages; see {directory}/once.log")
     return seconds
 
 
