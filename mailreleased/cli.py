@@ -21,9 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailreleased import __version__
-from mailreleased.control import ControlSocketInUse, ControlSocketUnavailable
-from mailreleased.errors import ConfigError, MailreleasedError, StateError
-from mailreleased.metrics import MetricsUnavailable
+from mailreleased.errors import (
+    ConfigError,
+    ControlSocketInUse,
+    ControlSocketUnavailable,
+    MailreleasedError,
+    MetricsUnavailable,
+    StateError,
+)
 from mailreleased.outcome import EX_CONFIG, EX_SOFTWARE, exit_code_for_run
 
 if TYPE_CHECKING:

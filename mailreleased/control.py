@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 
-from mailreleased.errors import ControlError
+from mailreleased.errors import ControlError, ControlSocketInUse, ControlSocketUnavailable
 
 log = structlog.get_logger("mailreleased.control")
 
@@ -33,14 +33,6 @@ SOCKET_MODE = 0o660
 MAX_LINE_BYTES = 64 * 1024
 # How long start-up waits for a daemon that may already listen on the socket.
 PROBE_TIMEOUT = 2.0
-
-
-class ControlSocketInUse(ControlError):
-    """Another daemon accepts connections on the control socket."""
-
-
-class ControlSocketUnavailable(ControlError):
-    """The control socket or its directory cannot be created."""
 
 
 class ControlServer:

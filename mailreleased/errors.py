@@ -76,3 +76,15 @@ class SessionError(MailreleasedError):
         if self.code is not None:
             text += f" ({self.code} {self.reply})" if self.reply else f" ({self.code})"
         return text
+
+
+class ControlSocketInUse(ControlError):
+    """Another daemon accepts connections on the control socket."""
+
+
+class ControlSocketUnavailable(ControlError):
+    """The control socket or its directory cannot be created."""
+
+
+class MetricsUnavailable(MailreleasedError):
+    """The metrics endpoint cannot listen on its address."""

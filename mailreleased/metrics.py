@@ -15,7 +15,7 @@ import structlog
 
 from mailreleased import __version__
 from mailreleased.config.model import MetricsConfig
-from mailreleased.errors import ConfigError, MailreleasedError
+from mailreleased.errors import ConfigError, MetricsUnavailable
 from mailreleased.outcome import Outcome, SignalRecord
 from mailreleased.state import TargetState
 
@@ -23,10 +23,6 @@ log = structlog.get_logger("mailreleased.metrics")
 
 # Signals take from milliseconds (a refused ETRN) to hours (a large ATRN drain).
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
-
-
-class MetricsUnavailable(MailreleasedError):
-    """The metrics endpoint cannot listen on its address."""
 
 
 class Metrics:

@@ -10,6 +10,8 @@ from mailreleased.config.model import Target
 from mailreleased.smtp.protocol import ReleaseProtocol
 
 _machine_fqdn: str | None = None
+# The lookup in progress and its event loop: concurrent sessions share it instead of each starting one.
+_pending_lookup: tuple[asyncio.AbstractEventLoop, asyncio.Task[str]] | None = None
 
 
 async def helo_name(target: Target, protocol: ReleaseProtocol) -> str:
@@ -38,8 +40,13 @@ def address_literal(address: str) -> str:
 
 
 async def _fqdn() -> str:
-    global _machine_fqdn
-    if _machine_fqdn is None:
+    global _machine_fqdn, _pending_lookup
+    if _machine_fqdn is not None:
+        return _machine_fqdn
+    loop = asyncio.get_running_loop()
+    if _pending_lookup is None or _pending_lookup[0] is not loop:
         # getfqdn may consult the resolver, so keep it off the event loop.
-        _machine_fqdn = await asyncio.to_thread(socket.getfqdn)
-    return _machine_fqdn
+        _pending_lookup = (loop, loop.create_task(asyncio.to_thread(socket.getfqdn)))
+    fqdn = await asyncio.shield(_pending_lookup[1])
+    _machine_fqdn = fqdn
+    return fqdn
