@@ -8,8 +8,11 @@ characters. Plain random text is fuzzed too.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import string
+import tempfile
 import typing
 from pathlib import Path
 from typing import Any
@@ -41,11 +44,11 @@ FULL_EXAMPLES = 10_000
 
 # Prepared password files; the fuzzer picks among them instead of random paths,
 # because a random path could name a device such as /dev/zero.
-_SECRETS_DIR = Path(os.environ.get("TMPDIR", "/tmp")) / f"mailreleased-fuzz-secrets-{os.getpid()}"
+_SECRETS_DIR = Path(tempfile.mkdtemp(prefix="mailreleased-fuzz-secrets-"))
+atexit.register(shutil.rmtree, _SECRETS_DIR, ignore_errors=True)
 
 
 def _prepare_secret_files() -> list[str]:
-    _SECRETS_DIR.mkdir(parents=True, exist_ok=True)
     files = {"good": b"s3cret\n", "empty": b"", "binary": b"\xff\xfe\x00", "crlf": b"pw\r\n"}
     for name, data in files.items():
         (_SECRETS_DIR / name).write_bytes(data)
