@@ -24,7 +24,7 @@ from mailreleased.odmr.sinks.base import ACCEPTED, DeliveryResult, Envelope, Sin
 
 from .profiles import fuzz_settings
 
-FULL_EXAMPLES = 3_000
+FULL_EXAMPLES = 10_000
 DOMAIN = "example.test"
 LIMITS = ReceiverLimits(
     max_message_size=64 * 1024,
