@@ -51,8 +51,11 @@ class _Step:
         A session that broke after accepting messages counts too: the next
         ATRN picks up what it left. One that broke before accepting any does
         not, so a message that always breaks the link cannot cause a loop.
+        Nor does one where the sink deferred mail: the provider would offer
+        the same messages again at once.
         """
-        return self.session is not None and self.session.messages > 0 and not self.session.stopped
+        session = self.session
+        return session is not None and session.messages > 0 and not session.stopped and session.deferred == 0
 
 
 class _Progress:
@@ -168,6 +171,9 @@ def _session_outcome(result: SessionResult) -> Outcome:
         return Outcome.RECEIVED if result.messages else Outcome.TEMPFAIL
     if not result.clean:
         return Outcome.PARTIAL
+    if result.deferred:
+        # The sink refused for now, so the provider keeps mail that this run did not take.
+        return Outcome.PARTIAL if result.messages else Outcome.TEMPFAIL
     return Outcome.RECEIVED if result.messages else Outcome.NO_MAIL
 
 
@@ -211,6 +217,10 @@ def _record(target: Target, steps: list[_Step], progress: _Progress, run: int | 
 def _overall(target: Target, steps: list[_Step], messages: int) -> tuple[Outcome, str | None]:
     last = steps[-1]
     sessions = f"{len(steps)} session{'s' if len(steps) > 1 else ''}"
+    deferred = sum(step.session.deferred for step in steps if step.session is not None)
+    if deferred and not (last.session is not None and last.session.stopped):
+        detail = f"the delivery sink deferred {deferred} replies, so the provider keeps that mail"
+        return (Outcome.PARTIAL if messages else Outcome.TEMPFAIL), f"{detail} ({messages} messages accepted)"
     if last.session is not None and last.session.stopped:
         return (Outcome.RECEIVED if messages else Outcome.TEMPFAIL), "stopped for shutdown; more mail may be waiting"
     if last.outcome is Outcome.PARTIAL:

@@ -44,11 +44,15 @@ class SessionResult:
     ``clean`` is true when the provider sent QUIT. ``stopped`` is true when
     the receiver closed the session at a MAIL command because the daemon is
     stopping. Otherwise the session broke and ``detail`` gives the reason. ``bytes`` counts message content without
-    the added trace header.
+    the added trace header. ``deferred`` and ``rejected`` count the sink's
+    4xx and 5xx verdicts (at MAIL, RCPT or the end of DATA), so a run can
+    tell that the provider still holds mail the sink did not take.
     """
 
     messages: int = 0
     bytes: int = 0
+    deferred: int = 0
+    rejected: int = 0
     clean: bool = False
     stopped: bool = False
     detail: str | None = None
@@ -267,6 +271,7 @@ class ReversedSession:
             return
         transaction = _Transaction(path.address, options.smtputf8, options.body_8bit)
         verdict = await self._ask_sink(self._sink.check_sender(path.address, smtputf8=transaction.smtputf8))
+        self._note_verdict(verdict)
         if verdict.ok:
             self._transaction = transaction
             self._state = State.MAIL
@@ -285,6 +290,7 @@ class ReversedSession:
             await self._reply("550 5.7.1 Recipient domain is not served by this customer")
             return
         verdict = await self._ask_sink(self._sink.check_recipient(path.address))
+        self._note_verdict(verdict)
         if verdict.ok:
             self._transaction.recipients.append(path.address)
             self._state = State.RCPT
@@ -305,6 +311,7 @@ class ReversedSession:
         self._transaction = None
         self._state = State.READY
         await self._reply(result.line)
+        self._note_verdict(result)
         if result.ok:
             self._count_message(transaction, size)
 
@@ -370,6 +377,12 @@ class ReversedSession:
             await body.drain()
         except BodyIncomplete as exc:
             raise _SessionClosing(str(exc)) from None
+
+    def _note_verdict(self, verdict: DeliveryResult) -> None:
+        if 400 <= verdict.code < 500:
+            self.result.deferred += 1
+        elif verdict.code >= 500:
+            self.result.rejected += 1
 
     def _count_message(self, transaction: _Transaction, size: int) -> None:
         self.result.messages += 1

@@ -199,14 +199,6 @@ class Row:
     tick_outcome: str | None = None
 
 
-# The ATRN session outcome counts only accepted messages, so a session in which the sink
-# deferred every message with 4xx reads as "nothing was waiting".
-SINK_DEFERRED = (
-    "ATRN reports no_mail (exit 0, info) when the sink deferred every message with 4xx; "
-    "the provider still holds them, so tempfail is the honest outcome"
-)
-
-
 ROWS: dict[str, Row] = {
     "connection refused": Row(lambda env: etrn(closed_port()), "connect_failed", 75, "warning"),
     "unresolvable name": Row(unresolvable, "connect_failed", 75, "warning"),
@@ -238,12 +230,10 @@ ROWS: dict[str, Row] = {
     "provider drops mid-DATA after each message": Row(
         drop_after_each_message, "received", 0, "info", tick_outcome="no_mail"
     ),
-    "sink down": Row(sink_down, "tempfail", 75, "warning", known_bug=SINK_DEFERRED),
-    "sink slower than its timeout": Row(sink_slow, "tempfail", 75, "warning", known_bug=SINK_DEFERRED),
-    "Maildir disk full": Row(
-        disk_full, "partial", 75, "warning",
-        known_bug="ATRN reports received (exit 0, info) when the Maildir filled up and later messages got 452",
-    ),
+    "sink down": Row(sink_down, "tempfail", 75, "warning"),
+    "sink slower than its timeout": Row(sink_slow, "tempfail", 75, "warning"),
+    # The disk stays full, so the daemon's later ticks store nothing and defer everything.
+    "Maildir disk full": Row(disk_full, "partial", 75, "warning", tick_outcome="tempfail"),
 }
 
 
