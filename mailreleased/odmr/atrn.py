@@ -219,8 +219,8 @@ def _overall(target: Target, steps: list[_Step], messages: int) -> tuple[Outcome
     sessions = f"{len(steps)} session{'s' if len(steps) > 1 else ''}"
     deferred = sum(step.session.deferred for step in steps if step.session is not None)
     if deferred and not (last.session is not None and last.session.stopped):
-        detail = f"the delivery sink deferred {deferred} replies, so the provider keeps that mail"
-        return (Outcome.PARTIAL if messages else Outcome.TEMPFAIL), f"{detail} ({messages} messages accepted)"
+        why = f"the delivery sink deferred {deferred} replies, so the provider keeps that mail"
+        return (Outcome.PARTIAL if messages else Outcome.TEMPFAIL), f"{why} ({messages} messages accepted)"
     if last.session is not None and last.session.stopped:
         return (Outcome.RECEIVED if messages else Outcome.TEMPFAIL), "stopped for shutdown; more mail may be waiting"
     if last.outcome is Outcome.PARTIAL:
