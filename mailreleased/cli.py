@@ -271,14 +271,21 @@ def _check_config(path: Path, config: Config) -> int:
 
 
 def _once(config: Config, args: argparse.Namespace) -> int:
+    from mailreleased.progress import TerminalCounter, install_hook
     from mailreleased.runner import run_once
 
+    # A live counter of ATRN messages, only for a person watching a terminal.
+    counter = TerminalCounter() if sys.stderr.isatty() else None
+    install_hook(counter)
     try:
         records = asyncio.run(run_once(config, targets=args.target, force=args.force))
     except KeyError as exc:
         names = ", ".join(t.name for t in config.targets)
         error(f"unknown target {exc.args[0]!r}; configured targets: {names}")
         return EX_USAGE
+    finally:
+        if counter is not None:
+            counter.finish()
     for record in records:
         if args.json:
             print(json.dumps(record.as_json()), flush=True)

@@ -23,6 +23,7 @@ from mailreleased.config.model import Target
 from mailreleased.odmr.receiver import SessionResult, serve_reversed
 from mailreleased.odmr.sinks import Sink, make_sink
 from mailreleased.outcome import Outcome, SignalRecord
+from mailreleased.progress import current_hook
 from mailreleased.shutdown import shutdown_requested
 from mailreleased.smtp import Action, ClientSession, SessionError, classify_atrn, open_session
 
@@ -79,6 +80,13 @@ class _Progress:
             log.info("atrn_progress", target=self._target, messages=self.messages, bytes=self.bytes)
 
 
+def _installed_progress(name: str) -> ProgressCallback | None:
+    hook = current_hook()
+    if hook is None:
+        return None
+    return lambda messages, size: hook(name, messages, size)
+
+
 def atrn_command(domains: tuple[str, ...]) -> str:
     """Return the ATRN command line: domains joined by commas without spaces, or bare ATRN."""
     return f"ATRN {','.join(domains)}" if domains else "ATRN"
@@ -94,6 +102,8 @@ async def run_atrn(
     """
     if target.delivery is None:
         raise ValueError(f"target {target.name!r} has no 'delivery'; method 'atrn' requires one")
+    if on_progress is None:
+        on_progress = _installed_progress(target.name)
     started = time.monotonic()
     progress = _Progress(target.name, on_progress)
     sink = make_sink(target.delivery)
