@@ -522,6 +522,16 @@ class Target(_Model):
         ),
     )
 
+    @field_validator("tls", mode="before")
+    @classmethod
+    def _tls_off_from_yaml(cls, value: Any) -> Any:
+        # YAML 1.1 reads an unquoted "off" as false; the user meant the mode.
+        if value is False:
+            return TlsMode.OFF
+        if value is True:
+            raise ValueError("'tls: on' is ambiguous; use 'starttls', 'implicit' or 'opportunistic'")
+        return value
+
     @field_validator("name")
     @classmethod
     def _name_pattern(cls, value: str) -> str:

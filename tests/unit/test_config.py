@@ -266,3 +266,16 @@ def test_parse_size_and_format() -> None:
     assert parse_size(1000) == 1000
     assert format_duration(300) == "5m"
     assert format_duration(90) == "90s"
+
+
+def test_unquoted_tls_off() -> None:
+    """YAML reads 'tls: off' as false; it still means the mode 'off'."""
+    config = parse_config(MINIMAL + "    tls: off\n")
+    assert config.targets[0].tls is TlsMode.OFF
+
+
+def test_tls_on_is_rejected() -> None:
+    """'tls: on' (true in YAML) names the real choices."""
+    error = _error(MINIMAL + "    tls: on\n")
+    assert "starttls" in str(error)
+    assert error.key_path == "targets[0].tls"
