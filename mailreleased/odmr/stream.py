@@ -100,6 +100,8 @@ class BodyReader:
     ``prefix`` (the trace header) comes first. Iteration raises
     MessageTooLarge once the content passes ``max_size`` and BodyIncomplete
     if the link breaks or times out before the end-of-data line.
+    Line endings stay as received unless a sink calls
+    :meth:`convert_line_endings`.
     """
 
     def __init__(self, source: BufferedInput, *, max_size: int, timeout: float, prefix: bytes = b"") -> None:
@@ -110,6 +112,20 @@ class BodyReader:
         self._prefix: bytes | None = prefix
         self.size = 0
         self.too_large = False
+        self._started = False
+
+    def convert_line_endings(self) -> bool:
+        """Switch to LF line endings for the whole message if nothing has been read yet; return whether it did.
+
+        Converting while decoding saves the sink a second pass over the data.
+        ``size`` still counts the content with its line endings as received.
+        """
+        if self._started or (self._prefix and self._prefix.endswith(b"\r")):
+            return False
+        self._decoder = DotDecoder(lf_endings=True)
+        if self._prefix:
+            self._prefix = self._prefix.replace(b"\r\n", b"\n")
+        return True
 
     @property
     def complete(self) -> bool:
@@ -120,6 +136,7 @@ class BodyReader:
         return self
 
     async def __anext__(self) -> bytes:
+        self._started = True
         if self._prefix:
             prefix, self._prefix = self._prefix, None
             return prefix
@@ -135,6 +152,7 @@ class BodyReader:
 
     async def drain(self) -> None:
         """Read and discard the rest of the body up to the end-of-data line."""
+        self._started = True
         while not self.complete:
             await self._next()
 
@@ -148,7 +166,7 @@ class BodyReader:
         decoded = self._decoder.feed(raw)
         if decoded.done:
             self._source.unread(decoded.rest)
-        self.size += len(decoded.data)
+        self.size += decoded.size
         if self.size > self._max_size:
             self.too_large = True
         return decoded.data

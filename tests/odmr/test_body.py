@@ -82,3 +82,60 @@ def test_chunked_stuffer_matches_whole(body: bytes, cuts: list[int]) -> None:
     bounds = sorted({0, len(body), *(c for c in cuts if 0 < c < len(body))})
     stuffed = b"".join(stuffer.feed(body[a:b]) for a, b in zip(bounds, bounds[1:], strict=False))
     assert stuffed + stuffer.end() == dot_stuff(body)
+
+
+def decode_converting(stream: bytes, cuts: list[int]) -> tuple[bytes, bytes, int]:
+    """Feed ``stream`` to a converting decoder split at ``cuts``; return (content, rest, size)."""
+    decoder = DotDecoder(lf_endings=True)
+    content = b""
+    size = 0
+    bounds = sorted({0, len(stream), *(c for c in cuts if 0 < c < len(stream))})
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        decoded = decoder.feed(stream[start:end])
+        content += decoded.data
+        size += decoded.size
+        if decoded.done:
+            return content, decoded.rest + stream[end:], size
+    raise AssertionError("end-of-data line not found")
+
+
+@pytest.mark.parametrize(
+    ("stream", "content", "rest", "size"),
+    [
+        (b"hello\r\n.\r\n", b"hello\n", b"", 7),
+        (b"a\r\n..\r\n.\r\nQUIT\r\n", b"a\n.\n", b"QUIT\r\n", 6),
+        (b"bare\n.\n", b"bare\n", b"", 5),
+        (b"mixed\n.\r\nNOOP\r\n", b"mixed\n", b"NOOP\r\n", 6),
+        (b"dot cr\r\n.\rz\r\n.\r\n", b"dot cr\n\rz\n", b"", 12),
+        (b"cr cr\r\r\n.\r\n", b"cr cr\r\n", b"", 8),
+    ],
+    ids=["simple", "pipelined-rest", "bare-lf", "lf-then-crlf", "dot-cr-not-end", "cr-before-crlf"],
+)
+def test_converting_decoder_cases(stream: bytes, content: bytes, rest: bytes, size: int) -> None:
+    """The converting decoder gives LF content, the received rest and the received size at every cut."""
+    for cut in range(len(stream) + 1):
+        assert decode_converting(stream, [cut]) == (content, rest, size), f"cut at {cut}"
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=bodies, cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=8))
+def test_converting_matches_decode_then_convert(body: bytes, cuts: list[int]) -> None:
+    """Converting while decoding equals decoding, then replacing CRLF with LF, however it is chunked."""
+    stream = dot_stuff(body) + b"NEXT\r\n"
+    plain, plain_rest = decode_in_chunks(stream, cuts)
+    content, rest, size = decode_converting(stream, cuts)
+    assert content == plain.replace(b"\r\n", b"\n")
+    assert rest == plain_rest
+    assert size == len(plain)
+
+
+@settings(max_examples=400, deadline=None)
+@given(raw=bodies, cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=8))
+def test_converting_finds_same_end(raw: bytes, cuts: list[int]) -> None:
+    """On unstuffed input the converting decoder stops at the same end-of-data line as the plain one."""
+    stream = raw + b"\r\n.\r\nNEXT\r\n"
+    plain, plain_rest = decode_in_chunks(stream, cuts)
+    content, rest, size = decode_converting(stream, cuts)
+    assert content == plain.replace(b"\r\n", b"\n")
+    assert rest == plain_rest
+    assert size == len(plain)

@@ -26,6 +26,7 @@ import structlog
 
 from mailreleased.config.model import MaildirDelivery
 from mailreleased.odmr.sinks.base import ACCEPTED, RECIPIENT_OK, DeliveryResult, Envelope, Sink
+from mailreleased.odmr.stream import BodyReader
 
 log = structlog.get_logger("mailreleased.odmr.maildir")
 
@@ -253,17 +254,22 @@ class MaildirSink(Sink):
 
 
 async def _batches(body: AsyncIterator[bytes]) -> AsyncIterator[tuple[bytes, bool]]:
-    """Yield the body with LF line endings in batches of about WRITE_BATCH bytes; the last is flagged."""
-    converter = _CrlfToLf()
+    """Yield the body with LF line endings in batches of about WRITE_BATCH bytes; the last is flagged.
+
+    A :class:`BodyReader` converts the line endings itself while it decodes.
+    Any other iterator goes through :class:`_CrlfToLf`.
+    """
+    converter = None if isinstance(body, BodyReader) and body.convert_line_endings() else _CrlfToLf()
     batch: list[bytes] = []
     batched = 0
     async for chunk in body:
-        batch.append(converter.feed(chunk))
+        batch.append(chunk if converter is None else converter.feed(chunk))
         batched += len(batch[-1])
         if batched >= WRITE_BATCH:
             yield b"".join(batch), False
             batch, batched = [], 0
-    batch.append(converter.end())
+    if converter is not None:
+        batch.append(converter.end())
     yield b"".join(batch), True
 
 
