@@ -243,14 +243,11 @@ class MaildirSink(Sink):
         fits in one batch costs a single hand-off for open, write and commit.
         """
         async for data, last in _batches(body):
-            if not files:
-                await asyncio.to_thread(self._open_copies, copies, sender, files)
-            await asyncio.to_thread(_write_all, files, data, self._fsync if last else None)
-
-    @staticmethod
-    def _open_copies(copies: list[tuple[Path, str | None]], sender: str, files: list[_MaildirFile]) -> None:
-        for maildir, delivered_to in copies:
-            files.append(_MaildirFile(maildir, _trace_headers(sender, delivered_to)))
+            commit_fsync = self._fsync if last else None
+            if files:
+                await asyncio.to_thread(_write_all, files, data, commit_fsync)
+            else:
+                await asyncio.to_thread(_open_and_write_all, copies, sender, files, data, commit_fsync)
 
 
 async def _batches(body: AsyncIterator[bytes]) -> AsyncIterator[tuple[bytes, bool]]:
@@ -278,6 +275,14 @@ def _trace_headers(sender: str, delivered_to: str | None) -> bytes:
     if delivered_to is not None:
         text += f"Delivered-To: {delivered_to}\n"
     return text.encode("utf-8")
+
+
+def _open_and_write_all(copies: list[tuple[Path, str | None]], sender: str, files: list[_MaildirFile],
+                        data: bytes, commit_fsync: bool | None) -> None:
+    """Open a tmp file for every copy, appending each to ``files``, then run :func:`_write_all`."""
+    for maildir, delivered_to in copies:
+        files.append(_MaildirFile(maildir, _trace_headers(sender, delivered_to)))
+    _write_all(files, data, commit_fsync)
 
 
 def _write_all(files: list[_MaildirFile], data: bytes, commit_fsync: bool | None) -> None:
