@@ -473,7 +473,8 @@ class Target(_Model):
         default=TlsMode.OPPORTUNISTIC,
         description=(
             "off never encrypts; opportunistic uses STARTTLS when offered and reconnects in cleartext if "
-            "it fails; starttls requires STARTTLS; implicit starts TLS on connect."
+            "it fails; starttls requires STARTTLS; implicit starts TLS on connect. An unquoted off, which "
+            "YAML reads as false, means off too."
         ),
     )
     tls_verify: bool = Field(default=True, description="Verify the server certificate and its host name.")
