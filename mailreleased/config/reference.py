@@ -139,9 +139,6 @@ def _meaning(field: FieldInfo, variants: Sequence[type[BaseModel]]) -> str:
     return ""
 
 
-# --- types -----------------------------------------------------------------
-
-
 def _strip_optional(annotation: Any) -> tuple[Any, bool]:
     """Return the annotation without ``None`` and whether ``None`` was allowed."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
@@ -162,7 +159,7 @@ def _unannotate(annotation: Any) -> tuple[Any, list[Any]]:
 
 
 def _nested_models(annotation: Any) -> list[type[BaseModel]]:
-    """Return the models a field holds directly, as a list item, or as union variants."""
+    """Return the models a field contains directly, as list items, or as union variants."""
     annotation, _ = _strip_optional(annotation)
     annotation, _ = _unannotate(annotation)
     if _is_model(annotation):
@@ -249,9 +246,6 @@ def _limits(metadata: list[Any], type_text: str) -> str:
     return ", ".join(parts)
 
 
-# --- defaults --------------------------------------------------------------
-
-
 def _default_text(field: FieldInfo) -> str:
     if field.is_required():
         return "required"
@@ -293,9 +287,6 @@ def _format_size(size: int) -> str:
         if size >= factor and size % factor == 0:
             return f"{size // factor}{unit}"
     return str(size)
-
-
-# --- command line ----------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:

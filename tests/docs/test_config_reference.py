@@ -38,7 +38,7 @@ def test_key_paths_reach_nested_sections() -> None:
         "metrics.listen",
         "retry.max_backoff",
     ):
-        assert expected in paths
+        assert expected in paths, f"{expected} is missing from key_paths()"
 
 
 def test_every_field_has_a_meaning() -> None:
