@@ -188,7 +188,7 @@ def _discriminator_value(model: type[BaseModel]) -> str:
 
 
 def _type_text(field: FieldInfo) -> str:
-    annotation, optional = _strip_optional(field.annotation)
+    annotation, _ = _strip_optional(field.annotation)
     text = _describe_type(annotation, list(field.metadata))
     limits = _limits(field.metadata, text)
     if limits:
