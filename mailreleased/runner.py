@@ -44,15 +44,18 @@ async def run_once(
         store = StateStore(config.state_dir)
         store.load()
     selected = select_targets(config, targets)
+    with store.transaction():
+        runs = [_count_run(store, target, force=force) for target in selected]
     results = await asyncio.gather(
-        *(_run_target(config, target, store, force=force, sleep=sleep) for target in selected)
+        *(_run_target(config, target, run, force=force, sleep=sleep) for target, run in zip(selected, runs))
     )
     records = [record for batch in results for record in batch]
-    for target, batch in zip(selected, results):
-        _remember(store, target, batch)
-        if on_records is not None:
+    with store.transaction():
+        for target, batch in zip(selected, results):
+            _remember(store, target, batch)
+    if on_records is not None:
+        for target, batch in zip(selected, results):
             on_records(target, batch)
-    store.save()
     return records
 
 
@@ -68,19 +71,23 @@ def select_targets(config: Config, names: Sequence[str] | None) -> list[Target]:
     return [target for target in config.targets if target.name in names]
 
 
-async def _run_target(
-    config: Config, target: Target, store: StateStore, *, force: bool, sleep: Sleeper
-) -> list[SignalRecord]:
+def _count_run(store: StateStore, target: Target, *, force: bool) -> int:
+    """Advance the target's run counter (unless forced) and return this run's number."""
     state = store.get(target.name)
-    run = state.runs if force else state.runs + 1
-    if not force:
-        state.runs = run
-        if not should_signal(run, target.every):
-            records = skipped_records(target, run)
-            _log_records(records)
-            return records
-    records = await signal_with_retries(target, config.retry_for(target), run=run, sleep=sleep)
-    return records
+    if force:
+        return state.runs
+    state.runs += 1
+    return state.runs
+
+
+async def _run_target(
+    config: Config, target: Target, run: int, *, force: bool, sleep: Sleeper
+) -> list[SignalRecord]:
+    if not force and not should_signal(run, target.every):
+        records = skipped_records(target, run)
+        _log_records(records)
+        return records
+    return await signal_with_retries(target, config.retry_for(target), run=run, sleep=sleep)
 
 
 async def signal_with_retries(

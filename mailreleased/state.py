@@ -6,16 +6,20 @@ directory), so a crash leaves either the old or the new state, never half.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from mailreleased.errors import StateError
 
 STATE_FILE = "state.json"
+LOCK_FILE = "state.lock"
 STATE_VERSION = 1
 
 
@@ -68,17 +72,53 @@ class StateStore:
         except OSError as exc:
             raise StateError(f"state_dir {str(directory)!r} cannot be created: {exc.strerror}") from None
         self._probe_writable(directory)
+        self.targets = self._read()
+
+    def _read(self) -> dict[str, TargetState]:
         try:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return
+            return {}
         except (OSError, ValueError) as exc:
             # A corrupt state file only loses counters, so start afresh rather than refuse to run.
             self._quarantine(exc)
-            return
+            return {}
         targets = raw.get("targets", {}) if isinstance(raw, dict) else {}
-        if isinstance(targets, dict):
-            self.targets = {str(name): TargetState.from_json(value) for name, value in targets.items()}
+        if not isinstance(targets, dict):
+            return {}
+        return {str(name): TargetState.from_json(value) for name, value in targets.items()}
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Lock the state file, re-read it, let the caller update, then save.
+
+        A daemon and a ``once`` may share one state_dir. Each takes the lock
+        and starts from what is on disk, so neither overwrites the other's
+        counters. The lock is held only for the update, never across network I/O.
+        """
+        with self._locked():
+            for name, state in self._read().items():
+                mine = self.targets.get(name)
+                if mine is None:
+                    self.targets[name] = state
+                else:
+                    # Update in place: callers may hold a reference to this object.
+                    for field in dataclasses.fields(state):
+                        setattr(mine, field.name, getattr(state, field.name))
+            yield
+            self._write()
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        try:
+            fd = os.open(self.path.parent / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StateError(f"state lock in {str(self.path.parent)!r} cannot be opened: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     @staticmethod
     def _probe_writable(directory: Path) -> None:
@@ -97,11 +137,16 @@ class StateStore:
         return self.targets.setdefault(name, TargetState())
 
     def retain(self, names: set[str]) -> None:
-        """Forget targets that are no longer configured."""
-        self.targets = {name: state for name, state in self.targets.items() if name in names}
+        """Forget targets that are no longer configured, on disk too."""
+        with self.transaction():
+            self.targets = {name: state for name, state in self.targets.items() if name in names}
 
     def save(self) -> None:
-        """Write the state file atomically and durably."""
+        """Write the state file atomically and durably, under the state lock."""
+        with self._locked():
+            self._write()
+
+    def _write(self) -> None:
         payload = {
             "version": STATE_VERSION,
             "targets": {name: dataclasses.asdict(state) for name, state in sorted(self.targets.items())},

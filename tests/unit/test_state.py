@@ -39,7 +39,7 @@ def test_save_leaves_no_temporary_files(tmp_path: Path) -> None:
     store.load()
     store.get("a").runs = 1
     store.save()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json", "state.lock"]
     assert json.loads((tmp_path / "state.json").read_text())["targets"]["a"]["runs"] == 1
 
 
@@ -77,3 +77,35 @@ def test_unwritable_state_dir(tmp_path: Path) -> None:
     locked.mkdir(mode=0o500)
     with pytest.raises(StateError, match="not writable"):
         StateStore(locked).load()
+
+
+def test_two_stores_share_counters(tmp_path: Path) -> None:
+    """A daemon's store and a once's store both count, neither overwrites the other."""
+    daemon = StateStore(tmp_path)
+    daemon.load()
+    with daemon.transaction():
+        daemon.get("isp").runs += 1
+    once = StateStore(tmp_path)
+    once.load()
+    with once.transaction():
+        once.get("isp").runs += 1
+    with daemon.transaction():
+        daemon.get("isp").runs += 1
+    assert daemon.get("isp").runs == 3
+    again = StateStore(tmp_path)
+    again.load()
+    assert again.get("isp").runs == 3
+
+
+def test_transaction_keeps_object_identity(tmp_path: Path) -> None:
+    """A re-read updates the existing state objects in place."""
+    store = StateStore(tmp_path)
+    store.load()
+    held = store.get("isp")
+    other = StateStore(tmp_path)
+    other.load()
+    with other.transaction():
+        other.get("isp").runs = 7
+    with store.transaction():
+        pass
+    assert held.runs == 7
