@@ -35,7 +35,9 @@ if TYPE_CHECKING:
     from mailreleased.config.model import Config
     from mailreleased.outcome import SignalRecord
 
+EX_OK = 0
 EX_USAGE = 64
+EX_IOERR = 74
 EX_UNAVAILABLE = 69
 EX_OSERR = 71
 EX_CANTCREAT = 73
@@ -138,11 +140,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_SOFTWARE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader of our output went away (such as "| head -1"); that is not an error of ours.
+        _silence_stdout()
+        return EX_OK
+    except OSError as exc:
+        # A file or directory the user named is unusable, such as "demo --dir /etc/passwd".
+        where = f" {exc.filename!r}" if exc.filename else ""
+        error(f"{exc.strerror or exc}{':' if where else ''}{where}")
+        return EX_IOERR
     except Exception as exc:  # noqa: BLE001 - the last line of defence against a traceback
         if os.environ.get("MAILRELEASED_DEBUG"):
             raise
         error(f"internal error: {type(exc).__name__}: {exc} (set MAILRELEASED_DEBUG=1 for a traceback)")
         return EX_SOFTWARE
+
+
+def _silence_stdout() -> None:
+    # Python would report the broken pipe again when it flushes stdout at exit.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -198,6 +218,9 @@ def apply_env_overrides(config: Config, environ: Mapping[str, str] | None = None
         value = env.get(variable)
         if not value:
             continue
+        if section == "log":
+            # Levels and formats are lower-case words; accept DEBUG as well as debug.
+            value = value.lower()
         raw: Any = {**getattr(config, section).model_dump(), key[0]: value} if key else value
         annotation = Config.model_fields[section].annotation
         assert annotation is not None
@@ -305,7 +328,9 @@ def record_line(record: SignalRecord) -> str:
     if record.messages is not None:
         parts.append(f"messages={record.messages} bytes={record.bytes}")
     if record.reply:
-        parts.append(repr(record.reply))
+        from mailreleased.log import scrub
+
+        parts.append(repr(scrub(record.reply)))
     return " ".join(parts)
 
 

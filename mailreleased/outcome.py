@@ -99,7 +99,13 @@ class SignalRecord:
     detail: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        """Return the record as the ``once --json`` object (fixed keys, null where unused)."""
+        """Return the record as the ``once --json`` object (fixed keys, null where unused).
+
+        The reply text is scrubbed of registered secrets: a hostile or broken
+        server may echo an AUTH payload back in its reply.
+        """
+        from mailreleased.log import scrub
+
         return {
             "target": self.target,
             "method": self.method,
@@ -108,7 +114,7 @@ class SignalRecord:
             "domain": self.domain,
             "outcome": str(self.outcome),
             "code": self.code,
-            "reply": self.reply,
+            "reply": scrub(self.reply) if self.reply is not None else None,
             "duration_ms": self.duration_ms,
             "messages": self.messages,
             "bytes": self.bytes,

@@ -22,6 +22,8 @@ DEFAULT_CONFIG_PATH = Path("/etc/mailreleased/mailreleased.yaml")
 CONFIG_ENV = "MAILRELEASED_CONFIG"
 
 LinePath = tuple[str | int, ...]
+# Far above any real config; a larger file is a wrong path, and parsing it would take minutes.
+MAX_CONFIG_BYTES = 1024 * 1024
 
 
 def default_config_path() -> Path:
@@ -32,6 +34,13 @@ def default_config_path() -> Path:
 def load_config(path: Path) -> Config:
     """Read, parse and validate the config file at ``path``."""
     try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"config file is {size} bytes, more than the {MAX_CONFIG_BYTES} a config may have; "
+                "check that -c names the right file",
+                source=str(path),
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
@@ -89,8 +98,23 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, dict[LinePath, int]]:
         ) from None
     lines: dict[LinePath, int] = {}
     if node is not None:
-        _index_lines(node, (), lines, set())
+        try:
+            _index_lines(node, (), lines, set())
+        except _DuplicateKey as dup:
+            raise ConfigError(
+                f"key {dup.key!r} appears twice in the same mapping (lines {dup.first} and {dup.again}); "
+                "keep one of them",
+                source=source,
+                line=dup.again,
+                key_path=format_key_path((*dup.path, dup.key)),
+            ) from None
     return data, lines
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, path: LinePath, key: str, first: int, again: int) -> None:
+        super().__init__(key)
+        self.path, self.key, self.first, self.again = path, key, first, again
 
 
 def _index_lines(node: yaml.Node, path: LinePath, lines: dict[LinePath, int], visited: set[int]) -> None:
@@ -100,8 +124,14 @@ def _index_lines(node: yaml.Node, path: LinePath, lines: dict[LinePath, int], vi
     visited.add(id(node))
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                # PyYAML keeps the last value silently; a repeated key is almost always an editing mistake.
+                raise _DuplicateKey(path, key, seen[key], line)
+            seen[key] = line
             lines[(*path, key)] = key_node.start_mark.line + 1
             _index_lines(value_node, (*path, key), lines, visited)
             lines[(*path, key)] = key_node.start_mark.line + 1
@@ -197,7 +227,7 @@ def _unknown_key_message(path: LinePath) -> str:
     known = _known_keys(path[:-1])
     suggestion = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     hint = f"; did you mean {suggestion[0]!r}?" if suggestion else ""
-    listing = f" Known keys here: {', '.join(sorted(known))}." if known and not suggestion else ""
+    listing = f". Known keys here: {', '.join(sorted(known))}." if known and not suggestion else ""
     return f"unknown key {key!r}{hint}{listing}".rstrip()
 
 

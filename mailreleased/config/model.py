@@ -33,6 +33,8 @@ Size = Annotated[int, BeforeValidator(parse_size)]
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _TARGET_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 _DOMAIN_ARG = re.compile(r"^[^\s,]+$")
+# RFC 1035 limits a domain name to 255 octets; one leading '#' or '@' option character may come on top.
+MAX_DOMAIN_LENGTH = 256
 
 DEFAULT_PORTS = {"etrn": 25, "qsnd": 25, "custom": 25, "atrn": 366, "finger": 79}
 EHLO_DEFAULTS = {"etrn": True, "atrn": True, "qsnd": False, "custom": False}
@@ -163,6 +165,13 @@ class Timeouts(_Model):
         ),
     )
 
+    @field_validator("connect", "greeting", "reply")
+    @classmethod
+    def _positive(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError(f"invalid timeout {value}: it must be above zero, such as '30s'")
+        return value
+
 
 class RetryPolicy(_Model):
     """Retries of transient outcomes within one processing run."""
@@ -253,6 +262,8 @@ class AuthConfig(_Model):
 
     def _read_secret(self) -> str:
         if self.password is not None:
+            if not self.password.get_secret_value():
+                raise ValueError("'password' is empty; set the password or use 'password_file'")
             return self.password.get_secret_value()
         if self.password_env is not None:
             value = os.environ.get(self.password_env)
@@ -286,6 +297,11 @@ def _expand_credentials_dir(path: Path) -> Path:
     """Expand ``${CREDENTIALS_DIRECTORY}`` (systemd LoadCredential) and ``~`` in a path."""
     text = str(path)
     credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credentials is None and "CREDENTIALS_DIRECTORY" in text:
+        raise ValueError(
+            f"password_file {text!r} uses $CREDENTIALS_DIRECTORY, which systemd sets only for a unit with "
+            "LoadCredential=; outside systemd, export CREDENTIALS_DIRECTORY or give a plain path"
+        )
     if credentials is not None:
         text = text.replace("${CREDENTIALS_DIRECTORY}", credentials).replace("$CREDENTIALS_DIRECTORY", credentials)
     return Path(text).expanduser()
@@ -316,7 +332,7 @@ class SmtpDelivery(_Model):
 
     type: Literal["smtp"] = Field(description="Selects the SMTP relay sink.")
     host: str = Field(default="127.0.0.1", description="Host of the local MTA.")
-    port: int = Field(default=25, ge=1, le=65535, description="Port of the local MTA.")
+    port: int = Field(default=25, strict=True, ge=1, le=65535, description="Port of the local MTA.")
     helo_name: str | None = Field(
         default=None,
         description="Name sent in EHLO to the local MTA. Unset means this machine's host name.",
@@ -336,7 +352,7 @@ class LmtpDelivery(_Model):
         ),
     )
     host: str | None = Field(default=None, description="Host of a TCP LMTP server; needs port.")
-    port: int | None = Field(default=None, ge=1, le=65535, description="Port of a TCP LMTP server.")
+    port: int | None = Field(default=None, strict=True, ge=1, le=65535, description="Port of a TCP LMTP server.")
     timeout: Duration = Field(default=300.0, description="Maximum wait for each reply from the LMTP server.")
 
     @model_validator(mode="after")
@@ -426,7 +442,7 @@ class Target(_Model):
         ),
     )
     port: int | None = Field(
-        default=None, ge=1, le=65535,
+        default=None, strict=True, ge=1, le=65535,
         description=(
             "TCP port. Unset means 25 for etrn, qsnd and custom, 366 for atrn and 79 for finger; connect "
             "has no default and needs a port."
@@ -448,7 +464,7 @@ class Target(_Model):
         ),
     )
     every: int = Field(
-        default=0, ge=0,
+        default=0, strict=True, ge=0,
         description=(
             "Signal only on every Nth processing run (runs 1, N+1, 2N+1 "
             "and so on); 0 and 1 mean every run."
@@ -554,6 +570,11 @@ class Target(_Model):
             reject_control_chars(domain, "domain")
             if not _DOMAIN_ARG.match(domain):
                 raise ValueError(f"domain {domain!r} must be one word with no spaces or commas")
+            if len(domain) > MAX_DOMAIN_LENGTH:
+                raise ValueError(
+                    f"domain {domain[:40]!r}... is {len(domain)} characters long; "
+                    f"a domain name has at most {MAX_DOMAIN_LENGTH} (RFC 1035)"
+                )
         return value
 
     @field_validator("command", "helo_name", "host")
@@ -635,6 +656,16 @@ class MetricsConfig(_Model):
     """The optional Prometheus endpoint."""
 
     listen: str = Field(default="127.0.0.1:9466", description="HOST:PORT of the Prometheus endpoint.")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_form(cls, value: str) -> str:
+        host, colon, port = value.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not colon or not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"invalid value {value!r}: use host:port, such as '127.0.0.1:9466' or '[::1]:9466'")
+        return value
 
 
 class Config(_Model):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mailreleased.config.loader import load_config
+from mailreleased.config.loader import load_config, parse_config
 from mailreleased.config.model import MetricsConfig
 from mailreleased.daemon import Daemon
 from mailreleased.errors import ConfigError
@@ -91,7 +91,8 @@ def test_missing_library_is_config_error(monkeypatch: pytest.MonkeyPatch) -> Non
 
 @pytest.mark.parametrize("listen", ["9466", "localhost:", ":9466", "127.0.0.1:99999"])
 def test_invalid_listen_rejected(listen: str) -> None:
-    """A listen address without host and port is a config error on metrics.listen."""
+    """A listen address without host and port is a config error on metrics.listen, at load time."""
+    text = f"metrics: {{listen: '{listen}'}}\ntargets:\n  - {{name: a, method: finger, host: 127.0.0.1}}\n"
     with pytest.raises(ConfigError) as caught:
-        Metrics(MetricsConfig(listen=listen))
+        parse_config(text)
     assert caught.value.key_path == "metrics.listen"

@@ -279,3 +279,49 @@ def test_tls_on_is_rejected() -> None:
     error = _error(MINIMAL + "    tls: on\n")
     assert "starttls" in str(error)
     assert error.key_path == "targets[0].tls"
+
+
+def test_duplicate_key_rejected() -> None:
+    """A key written twice names both lines instead of keeping the last silently."""
+    error = _error(MINIMAL + "    host: other.example.net\n")
+    assert "appears twice" in str(error)
+    assert error.line == 6
+    assert error.key_path == "targets[0].host"
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("    port: true\n", "targets[0].port"),
+        ("    every: true\n", "targets[0].every"),
+        ("    timeouts: {reply: 0}\n", "targets[0].timeouts.reply"),
+        ("    auth: {username: u, password: ''}\n", "targets[0].auth"),
+    ],
+    ids=["port-bool", "every-bool", "zero-timeout", "empty-password"],
+)
+def test_doubtful_values_rejected(line: str, expected: str) -> None:
+    """Values that YAML or lax typing would quietly turn into nonsense are rejected."""
+    error = _error(MINIMAL + line)
+    assert error.key_path == expected
+
+
+def test_overlong_domain_rejected() -> None:
+    """A domain longer than a domain name can be is rejected."""
+    text = "targets:\n  - {name: a, method: etrn, host: h, domains: [" + "a" * 300 + ".example]}\n"
+    error = _error(text)
+    assert "at most" in str(error)
+
+
+def test_metrics_listen_checked() -> None:
+    """A bad metrics.listen is a located config error, caught by check-config too."""
+    error = _error("metrics: {listen: nonsense}\n" + MINIMAL)
+    assert error.key_path == "metrics.listen"
+    assert error.line == 1
+
+
+def test_huge_config_file_rejected(tmp_path: Path) -> None:
+    """A file far larger than any config is refused before parsing."""
+    big = tmp_path / "big.yaml"
+    big.write_text("# padding\n" * 200_000)
+    with pytest.raises(ConfigError, match="more than"):
+        load_config(big)
