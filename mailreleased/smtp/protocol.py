@@ -8,15 +8,29 @@ writes commands. This subclass adds three things it lacks:
 * :meth:`upgrade_tls` refuses to start TLS while such bytes exist, because a
   man in the middle can inject plaintext after the ``220`` to STARTTLS
   (CVE-2011-0411); aiosmtplib's own ``start_tls`` discards them silently;
-* :meth:`detach` turns the live connection into asyncio streams.
+* :meth:`detach` turns the live connection into asyncio streams;
+* reply lines are framed strictly: three digits, then a space, a hyphen or
+  the line end, and one code for every line of a reply. aiosmtplib reads any
+  three leading digits, so ``2500 what`` or ``250ok`` would pass as 250.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 
+from aiosmtplib.errors import SMTPResponseException
 from aiosmtplib.protocol import SMTPProtocol
+from aiosmtplib.response import SMTPResponse
+from aiosmtplib.typing import SMTPStatus
+
+# RFC 5321 section 4.2: Reply-code [ SP / "-" text ] CRLF; a bare LF is tolerated.
+_REPLY_LINE = re.compile(rb"^([2-5][0-5][0-9])([ -][^\r\n]*)?\r?\n$")
+
+
+# aiosmtplib's own cap on one reply line, kept the same.
+_MAX_REPLY_LINE = 8192
 
 
 class ReleaseProtocol(SMTPProtocol):
@@ -42,6 +56,32 @@ class ReleaseProtocol(SMTPProtocol):
     def eof_received(self) -> bool:
         self.eof_seen = True
         return super().eof_received()
+
+    def _read_response_from_buffer(self) -> SMTPResponse | None:
+        """Frame one complete reply from the buffer, or return None until one is in.
+
+        NOTE: this overrides a private aiosmtplib method (checked with 5.1);
+        a test pins the strict framing so that an upgrade that renames it fails loudly.
+        """
+        code: bytes | None = None
+        texts: list[bytes] = []
+        offset = 0
+        while (end := self._buffer.find(b"\n", offset)) != -1:
+            line = bytes(self._buffer[offset : end + 1])
+            match = _REPLY_LINE.match(line)
+            if len(line) > _MAX_REPLY_LINE or match is None or (code is not None and match.group(1) != code):
+                raise SMTPResponseException(
+                    SMTPStatus.invalid_response.value, f"malformed reply line {line[:80]!r}"
+                )
+            code = match.group(1)
+            offset = end + 1
+            separator_and_text = match.group(2) or b""
+            texts.append(separator_and_text[1:].strip(b" \t"))
+            if not separator_and_text.startswith(b"-"):
+                del self._buffer[:offset]
+                message = b"\n".join(texts).decode("utf-8", "surrogateescape")
+                return SMTPResponse(int(code), message)
+        return None
 
     def pending_bytes(self) -> bytes:
         """Return the bytes received but not consumed as part of a reply, oldest first."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mailreleased.outcome import Outcome
 from mailreleased.signal import signal_target
 from tests.fakes.smtp import Close, Drop, FakeSmtpServer, Hang, Script, Step
@@ -250,3 +252,25 @@ async def test_failover_to_next_host() -> None:
     assert [r.outcome for r in records] == [Outcome.RELEASED]
     assert records[0].host == "127.0.0.1"
     assert len(server.connections) == 1
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["2500 what", "250ok", "250-first\n251 second", "abc OK", "250\tOK"],
+    ids=["four-digits", "no-separator", "codes-differ", "not-digits", "tab-separator"],
+)
+async def test_malformed_reply_is_protocol_error(reply: str) -> None:
+    """A reply line that is not code, then space, hyphen or line end, is never read as success."""
+    script = Script(steps=(Step("EHLO", EHLO_OK), Step("ETRN", reply)))
+    async with FakeSmtpServer(script) as server:
+        records = await signal_target(make_target(server.port))
+    assert [r.outcome for r in records] == [Outcome.PROTOCOL_ERROR]
+
+
+@pytest.mark.parametrize("reply", ["250", "250 ", "250-a\n250"], ids=["bare-code", "code-space", "bare-last"])
+async def test_bare_code_reply_accepted(reply: str) -> None:
+    """A reply without text is still a complete reply."""
+    script = Script(steps=(Step("EHLO", EHLO_OK), Step("ETRN", reply)))
+    async with FakeSmtpServer(script) as server:
+        records = await signal_target(make_target(server.port))
+    assert [r.outcome for r in records] == [Outcome.RELEASED]
