@@ -26,8 +26,8 @@ from mailreleased.signal import signal_target
 
 from .profiles import fuzz_settings
 
-FULL_EXAMPLES = 3_000
-TIMEOUT = 0.3  # seconds for connect, greeting and each reply
+FULL_EXAMPLES = 10_000
+TIMEOUT = 0.15  # seconds for connect, greeting and each reply
 # No example may take longer than this; every wait inside is bounded by TIMEOUT.
 HANG_BOUND = 60.0
 
