@@ -225,6 +225,15 @@ def _record(target: Target, steps: list[_Step], progress: _Progress, run: int | 
 
 
 def _overall(target: Target, steps: list[_Step], messages: int) -> tuple[Outcome, str | None]:
+    outcome, detail = _overall_outcome(target, steps, messages)
+    rejected = sum(step.session.rejected for step in steps if step.session is not None)
+    if rejected:
+        note = f"{rejected} rejected for good (the provider bounces them); see the atrn_rejected events"
+        detail = f"{detail}; {note}" if detail else note
+    return outcome, detail
+
+
+def _overall_outcome(target: Target, steps: list[_Step], messages: int) -> tuple[Outcome, str | None]:
     last = steps[-1]
     sessions = f"{len(steps)} session{'s' if len(steps) > 1 else ''}"
     deferred = sum(step.session.deferred for step in steps if step.session is not None)

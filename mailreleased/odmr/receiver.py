@@ -267,6 +267,7 @@ class ReversedSession:
         path = dialogue.parse_mail_from(argument)
         options = dialogue.mail_options(path.parameters)
         if options.size is not None and options.size > self._limits.max_message_size:
+            self._reject("message_too_large", sender=path.address, size=options.size)
             await self._reply("552 5.3.4 Message size exceeds fixed maximum message size")
             return
         transaction = _Transaction(path.address, options.smtputf8, options.body_8bit)
@@ -287,6 +288,7 @@ class ReversedSession:
             await self._reply("452 4.5.3 Too many recipients")
             return
         if not dialogue.recipient_allowed(path.address, self._domains):
+            self._reject("recipient_domain_not_served", recipient=path.address)
             await self._reply("550 5.7.1 Recipient domain is not served by this customer")
             return
         verdict = await self._ask_sink(self._sink.check_recipient(path.address))
@@ -359,6 +361,7 @@ class ReversedSession:
         if body.too_large or not result.ok:
             await self._drain_body(body)
         if body.too_large:
+            self._reject("message_too_large", sender=envelope.sender, size=body.size)
             result = DeliveryResult(552, "5.3.4 Message size exceeds fixed maximum message size")
         log.debug("atrn_message", message_id=envelope.message_id, sender=envelope.sender,
                   recipients=len(envelope.recipients), size=body.size, result=result.code)
@@ -377,6 +380,11 @@ class ReversedSession:
             await body.drain()
         except BodyIncomplete as exc:
             raise _SessionClosing(str(exc)) from None
+
+    def _reject(self, reason: str, **fields: object) -> None:
+        # The provider bounces what we reject for good, so the admin must hear of it above debug level.
+        self.result.rejected += 1
+        log.warning("atrn_rejected", reason=reason, **fields)
 
     def _note_verdict(self, verdict: DeliveryResult) -> None:
         if 400 <= verdict.code < 500:

@@ -308,3 +308,22 @@ async def test_sink_check_exception_gives_451() -> None:
     transcript = await run_script([EHLO, b"MAIL FROM:<a@b.net>\r\nRCPT TO:<x@example.org>\r\n", QUIT], CrashingCheckSink())
     assert transcript.codes == [220, 250, 250, 451, 221]
     assert transcript.result.clean
+
+
+async def test_rejections_are_counted_and_logged() -> None:
+    """Mail we refuse for good (foreign domain, over the size limit) is counted and logged as a warning."""
+    from structlog.testing import capture_logs
+
+    limits = ReceiverLimits(max_message_size=1000)
+    script = [
+        b"EHLO provider.test\r\n",
+        b"MAIL FROM:<a@example.net> SIZE=5000\r\n",
+        b"MAIL FROM:<a@example.net>\r\nRCPT TO:<eve@elsewhere.test>\r\nRSET\r\n",
+        b"QUIT\r\n",
+    ]
+    with capture_logs() as events:
+        transcript = await run_script(script, MemorySink(), limits=limits)
+    assert transcript.result.rejected == 2
+    rejected = [event for event in events if event["event"] == "atrn_rejected"]
+    assert [event["reason"] for event in rejected] == ["message_too_large", "recipient_domain_not_served"]
+    assert {event["log_level"] for event in rejected} == {"warning"}
