@@ -41,8 +41,8 @@ descriptions in mailreleased/config/model.py, then regenerate this page. -->
 
 The configuration file is YAML. mailreleased reads it once at start-up (and on
 reload), validates it completely before any network I/O, and rejects unknown
-keys. An error names the file, the line, the key path and the fix, and the
-command exits with status 78.
+keys and keys given twice. An error names the file, the line, the key path and
+the fix, and the command exits with status 78.
 
 How to read the tables:
 
