@@ -32,9 +32,10 @@ log = structlog.get_logger("mailreleased.odmr.maildir")
 
 # Maildir convention: a file left in tmp/ for 36 hours is abandoned.
 STALE_TMP_AGE = 36 * 3600.0
-# Body bytes gathered before one write in a worker thread: fewer thread
-# hand-offs, and memory stays far below the size of large messages.
-WRITE_BATCH = 1024 * 1024
+# Body bytes gathered before one write in a worker thread: few thread
+# hand-offs, memory far below the size of large messages, and a 1 MiB
+# message is written in four parts that overlap with reading the rest.
+WRITE_BATCH = 256 * 1024
 _PLACEHOLDERS = ("{recipient}", "{local}", "{domain}")
 _TMP_NAME = re.compile(r"^\d+\.M\d+P(\d+)Q\d+\.(.+)$")
 _counter = itertools.count(1)
@@ -151,6 +152,11 @@ class _MaildirFile:
             view = view[written:]
         self.size += len(data)
 
+    def sync_data(self) -> None:
+        """Write the data so far to the disk with fdatasync, so the sync at commit has less left to do."""
+        assert self._fd is not None
+        os.fdatasync(self._fd)
+
     def commit(self, fsync: bool) -> None:
         """Close the file (after fdatasync) and rename it into ``new/`` (then fsync ``new/``)."""
         assert self._fd is not None
@@ -241,13 +247,34 @@ class MaildirSink(Sink):
 
         File work runs in a worker thread once per batch, so a message that
         fits in one batch costs a single hand-off for open, write and commit.
+        A batch before the last is written while the next one is read, with
+        at most one write in flight. The last batch waits for it, then
+        writes and commits.
         """
-        async for data, last in _batches(body):
-            commit_fsync = self._fsync if last else None
-            if files:
-                await asyncio.to_thread(_write_all, files, data, commit_fsync)
-            else:
-                await asyncio.to_thread(_open_and_write_all, copies, sender, files, data, commit_fsync)
+        in_flight: asyncio.Future[None] | None = None
+        try:
+            async for data, last in _batches(body):
+                if in_flight is not None:
+                    await asyncio.shield(in_flight)
+                    in_flight = None
+                commit_fsync = self._fsync if last else None
+                if files:
+                    work = functools.partial(_write_all, files, data, commit_fsync, early_sync=self._fsync)
+                else:
+                    work = functools.partial(_open_and_write_all, copies, sender, files, data, commit_fsync,
+                                             early_sync=self._fsync)
+                if last:
+                    await asyncio.to_thread(work)
+                else:
+                    in_flight = asyncio.ensure_future(asyncio.to_thread(work))
+        finally:
+            if in_flight is not None:
+                # A worker thread cannot be stopped, so let the write finish before
+                # the caller discards the files. Its own error is dropped here
+                # because the exception already raised explains the failure.
+                await asyncio.wait([in_flight])
+                if not in_flight.cancelled():
+                    in_flight.exception()
 
 
 async def _batches(body: AsyncIterator[bytes]) -> AsyncIterator[tuple[bytes, bool]]:
@@ -278,18 +305,21 @@ def _trace_headers(sender: str, delivered_to: str | None) -> bytes:
 
 
 def _open_and_write_all(copies: list[tuple[Path, str | None]], sender: str, files: list[_MaildirFile],
-                        data: bytes, commit_fsync: bool | None) -> None:
+                        data: bytes, commit_fsync: bool | None, *, early_sync: bool) -> None:
     """Open a tmp file for every copy, appending each to ``files``, then run :func:`_write_all`."""
     for maildir, delivered_to in copies:
         files.append(_MaildirFile(maildir, _trace_headers(sender, delivered_to)))
-    _write_all(files, data, commit_fsync)
+    _write_all(files, data, commit_fsync, early_sync=early_sync)
 
 
-def _write_all(files: list[_MaildirFile], data: bytes, commit_fsync: bool | None) -> None:
+def _write_all(files: list[_MaildirFile], data: bytes, commit_fsync: bool | None, *, early_sync: bool) -> None:
     """Append ``data`` to every file, then commit them all unless ``commit_fsync`` is None.
 
     Every copy is written before the first is committed, so running out of
     space while writing leaves no copy in ``new/`` for a message that gets 452.
+    With ``early_sync`` a batch that is not the last is also synced, while
+    the event loop reads the next one, so the sync before the 250 has only
+    the last batch left to write.
     """
     if data:
         for file in files:
@@ -297,6 +327,9 @@ def _write_all(files: list[_MaildirFile], data: bytes, commit_fsync: bool | None
     if commit_fsync is not None:
         for file in files:
             file.commit(commit_fsync)
+    elif early_sync:
+        for file in files:
+            file.sync_data()
 
 
 def _discard_all(files: list[_MaildirFile]) -> None:
