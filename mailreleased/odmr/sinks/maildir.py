@@ -34,7 +34,7 @@ log = structlog.get_logger("mailreleased.odmr.maildir")
 STALE_TMP_AGE = 36 * 3600.0
 # Body bytes gathered before one write in a worker thread: few thread
 # hand-offs, memory far below the size of large messages, and a 1 MiB
-# message is written in four parts that overlap with reading the rest.
+# message is written in about four parts that overlap with reading the rest.
 WRITE_BATCH = 256 * 1024
 _PLACEHOLDERS = ("{recipient}", "{local}", "{domain}")
 _TMP_NAME = re.compile(r"^\d+\.M\d+P(\d+)Q\d+\.(.+)$")
