@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from mailreleased.errors import SessionError
-from mailreleased.outcome import Outcome
+from mailreleased.smtp.opening import connect_failures
 
 
 async def open_stream(host: str, port: int, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect to ``host``:``port`` within ``timeout`` seconds; raise SessionError(connect_failed) otherwise."""
-    try:
-        async with asyncio.timeout(timeout):
-            return await asyncio.open_connection(host, port)
-    except TimeoutError:
-        raise SessionError(
-            Outcome.CONNECT_FAILED, detail=f"connecting to {host} port {port} timed out after {timeout:g}s"
-        ) from None
-    except OSError as exc:
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        raise SessionError(Outcome.CONNECT_FAILED, detail=f"cannot connect to {host} port {port}: {reason}") from exc
+    async with connect_failures(host, port, timeout):
+        return await asyncio.open_connection(host, port)
 
 
 # Seconds to wait for a clean close before the connection is aborted.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import structlog
 
@@ -52,6 +54,21 @@ async def open_session(target: Target, host: str) -> ClientSession:
     raise SessionError(Outcome.PROTOCOL_ERROR, detail=f"gave up after {MAX_CONNECTIONS} connections")
 
 
+@contextlib.asynccontextmanager
+async def connect_failures(host: str, port: int, limit: float) -> AsyncIterator[None]:
+    """Bound a TCP connect by ``limit`` seconds; turn its failures into SessionError(connect_failed)."""
+    try:
+        async with asyncio.timeout(limit):
+            yield
+    except TimeoutError:
+        raise SessionError(
+            Outcome.CONNECT_FAILED, detail=f"connecting to {host} port {port} timed out after {limit:g}s"
+        ) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise SessionError(Outcome.CONNECT_FAILED, detail=f"cannot connect to {host} port {port}: {reason}") from exc
+
+
 async def connect(target: Target, host: str) -> ClientSession:
     """Open the TCP connection (and TLS for ``tls: implicit``) and read the whole greeting.
 
@@ -61,16 +78,8 @@ async def connect(target: Target, host: str) -> ClientSession:
     loop = asyncio.get_running_loop()
     port = target.effective_port
     limit = target.timeouts.connect
-    try:
-        async with asyncio.timeout(limit):
-            _, protocol = await loop.create_connection(lambda: ReleaseProtocol(loop), host, port)
-    except TimeoutError:
-        raise SessionError(
-            Outcome.CONNECT_FAILED, detail=f"connecting to {host} port {port} timed out after {limit:g}s"
-        ) from None
-    except OSError as exc:
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        raise SessionError(Outcome.CONNECT_FAILED, detail=f"cannot connect to {host} port {port}: {reason}") from exc
+    async with connect_failures(host, port, limit):
+        _, protocol = await loop.create_connection(lambda: ReleaseProtocol(loop), host, port)
     session = ClientSession(protocol, target, host, WireLog(target.name, host))
     if target.tls is TlsMode.IMPLICIT:
         try:
