@@ -39,14 +39,14 @@ MAX_DOMAIN_LENGTH = 256
 DEFAULT_PORTS = {"etrn": 25, "qsnd": 25, "custom": 25, "atrn": 366, "finger": 79}
 EHLO_DEFAULTS = {"etrn": True, "atrn": True, "qsnd": False, "custom": False}
 
-# RFC 5321 section 4.5.3.2 minimum client timeouts; RFC 2645 asks at least 10 minutes for ATRN.
+# RFC 5321 section 4.5.3.2 minimum client timeouts; RFC 2645 requires at least 10 minutes for ATRN.
 DEFAULT_GREETING_TIMEOUT = 300.0
 DEFAULT_REPLY_TIMEOUT = 300.0
 ATRN_REPLY_TIMEOUT = 600.0
 
 
 def reject_control_chars(value: str, what: str) -> str:
-    """Raise ValueError if ``value`` holds CR, LF or another control character."""
+    """Raise ValueError if ``value`` contains CR, LF or another control character."""
     if match := _CONTROL_CHARS.search(value):
         raise ValueError(
             f"{what} {value!r} contains the control character {match.group()!r}; "
@@ -60,7 +60,7 @@ class _Model(BaseModel):
 
 
 class Method(enum.StrEnum):
-    """How a target is told to release its queue."""
+    """The release signal a target receives."""
 
     ETRN = "etrn"
     ATRN = "atrn"
@@ -409,7 +409,7 @@ class ReceiverLimits(_Model):
         default=4 * 3600.0,
         description="Maximum length of one reversed session.",
     )
-    max_line_length: int = Field(default=4096, ge=512, description="Longest command line accepted, in bytes.")
+    max_line_length: int = Field(default=4096, ge=512, description="Maximum length of a command line, in bytes.")
     max_commands: int = Field(
         default=100_000, ge=10,
         description="Most commands accepted in one reversed session.",
