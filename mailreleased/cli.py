@@ -120,24 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _dispatch(args)
-    except ConfigError as exc:
-        error(str(exc))
-        return EX_CONFIG
-    except StateError as exc:
-        error(str(exc))
-        return EX_CANTCREAT
-    except ControlSocketInUse as exc:
-        error(str(exc))
-        return EX_TEMPFAIL
-    except ControlSocketUnavailable as exc:
-        error(str(exc))
-        return EX_CANTCREAT
-    except MetricsUnavailable as exc:
-        error(str(exc))
-        return EX_OSERR
     except MailreleasedError as exc:
         error(str(exc))
-        return EX_SOFTWARE
+        return _exit_code_for_error(exc)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -154,6 +139,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         error(f"internal error: {type(exc).__name__}: {exc} (set MAILRELEASED_DEBUG=1 for a traceback)")
         return EX_SOFTWARE
+
+
+# Exit codes of start-up and command failures, most specific class first.
+_ERROR_EXIT_CODES: tuple[tuple[type[MailreleasedError], int], ...] = (
+    (ConfigError, EX_CONFIG),
+    (StateError, EX_CANTCREAT),
+    (ControlSocketInUse, EX_TEMPFAIL),
+    (ControlSocketUnavailable, EX_CANTCREAT),
+    (MetricsUnavailable, EX_OSERR),
+)
+
+
+def _exit_code_for_error(exc: MailreleasedError) -> int:
+    for kind, code in _ERROR_EXIT_CODES:
+        if isinstance(exc, kind):
+            return code
+    return EX_SOFTWARE
 
 
 def _silence_stdout() -> None:

@@ -45,7 +45,7 @@ class StateError(MailreleasedError):
 
 
 class ControlError(MailreleasedError):
-    """The control socket of a running daemon cannot be reached or answered badly."""
+    """The control socket of a running daemon cannot be reached or sent an invalid response."""
 
 
 class SessionError(MailreleasedError):

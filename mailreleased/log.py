@@ -65,6 +65,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if as_json
@@ -78,6 +79,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
+
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
         processors=[
@@ -87,6 +89,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
             renderer,
         ],
     )
+
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
     root = logging.getLogger()
@@ -94,5 +97,6 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(_LEVELS.get(level, logging.INFO))
+
     # APScheduler logs every job start at info; keep it to warnings unless debugging.
     logging.getLogger("apscheduler").setLevel(logging.DEBUG if level == "debug" else logging.WARNING)

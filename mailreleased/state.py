@@ -25,7 +25,7 @@ STATE_VERSION = 1
 
 @dataclasses.dataclass
 class TargetState:
-    """What is remembered about one target between processing runs."""
+    """The counter and last outcomes of one target, kept between processing runs."""
 
     runs: int = 0
     last_outcome: str | None = None
@@ -122,7 +122,7 @@ class StateStore:
 
     @staticmethod
     def _probe_writable(directory: Path) -> None:
-        # os.access() says yes to root even on a read-only mount, so try a real write.
+        # os.access() returns true for root even on a read-only mount, so try a real write.
         try:
             with tempfile.TemporaryFile(dir=directory):
                 pass

@@ -429,7 +429,7 @@ class Target(_Model):
             "Letters, digits, '.', '_' and '-' only."
         ),
     )
-    method: Method = Field(description="How the host is told to release its queue.")
+    method: Method = Field(description="The release signal sent to the host.")
     host: str | None = Field(
         default=None,
         description="Host name or IP address to connect to. Set exactly one of host or hosts.",

@@ -43,10 +43,12 @@ class SessionResult:
 
     ``clean`` is true when the provider sent QUIT. ``stopped`` is true when
     the receiver closed the session at a MAIL command because the daemon is
-    stopping. Otherwise the session broke and ``detail`` gives the reason. ``bytes`` counts message content without
-    the added trace header. ``deferred`` and ``rejected`` count the sink's
-    4xx and 5xx verdicts (at MAIL, RCPT or the end of DATA), so a run can
-    tell that the provider still holds mail the sink did not take.
+    stopping. Otherwise the session broke and ``detail`` gives the reason.
+    ``bytes`` counts message content without the added trace header.
+    ``deferred`` counts the sink's 4xx verdicts (at MAIL, RCPT or the end of
+    DATA), so a run can tell that the provider still has mail the sink did
+    not take. ``rejected`` counts 5xx replies, from the sink or from the
+    receiver's own domain and size checks.
     """
 
     messages: int = 0

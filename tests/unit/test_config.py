@@ -237,7 +237,7 @@ def test_inline_password_warns() -> None:
 
 
 def test_load_config_missing_file(tmp_path: Path) -> None:
-    """A missing config file says how to fix it."""
+    """A missing config file gives an error with the fix."""
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path / "absent.yaml")
     assert "not found" in str(info.value)
